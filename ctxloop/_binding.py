@@ -1,0 +1,139 @@
+"""Binding a coroutine to a Context: every step of it runs inside that Context.
+
+This is the one mechanism ctxloop adds to asyncio. A ``ContextBound`` object
+looks like a coroutine to asyncio (``asyncio.iscoroutine`` accepts it), and its
+``send`` is ``functools.partial(context.run, coro.send)``: a chain of C calls,
+so a Task stepping it pays no Python frame per step. It serves two callers:
+
+* the Task of ``_task.py`` on Python 3.8-3.10, where the C ``Task`` cannot be
+  told which Context to run in;
+* ``run_in_context()`` / ``isolated()``, which ``await`` a coroutine inline,
+  in the current task, with its steps inside another Context (every Python).
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import contextvars
+import functools
+import types
+from asyncio import iscoroutine as _iscoroutine
+from typing import Any, Awaitable, Coroutine, Generator, TypeVar
+
+__all__ = ["ContextBound", "TaskCoroutine", "check_context", "isolated", "run_in_context"]
+
+_T = TypeVar("_T")
+_Context = contextvars.Context
+_partial = functools.partial
+_CoroutineType = types.CoroutineType
+
+
+def check_context(context: object) -> contextvars.Context:
+    """Return *context* if a task or an awaitable can run in it, else raise.
+
+    ``TypeError`` when it is not a ``contextvars.Context`` (S6), ``RuntimeError``
+    when it is entered right now (S7): ``Context.run`` of an entered context
+    fails without side effects, so running a no-op in it is the probe.
+    """
+    if type(context) is not _Context:
+        raise TypeError(f"context must be a contextvars.Context, not {type(context).__name__}")
+    try:
+        context.run(int)
+    except RuntimeError:
+        raise RuntimeError(
+            f"{context!r} is entered right now (for example the event loop runs "
+            "inside context.run(...), or it is the current task's own context), "
+            "so a task cannot run in it; pass contextvars.copy_context() instead"
+        ) from None
+    return context
+
+
+def _check_coroutine(coro: object) -> None:
+    # The cheap exact check first; asyncio.iscoroutine also admits generator-
+    # based and ABC-registered coroutines, as asyncio.Task does.
+    if type(coro) is not _CoroutineType and not _iscoroutine(coro):
+        raise TypeError(f"a coroutine was expected, got {coro!r}")
+
+
+class ContextBound:
+    """A coroutine whose every step (send, throw, close) runs inside a Context.
+
+    Awaiting it drives the wrapped coroutine inline, with no new task and no
+    extra loop iteration. Introspection (``cr_frame``, ``cr_code``,
+    ``__qualname__``, ...) is forwarded to the wrapped coroutine, so a task's
+    ``repr()`` and ``get_stack()`` show the caller's coroutine.
+    """
+
+    __slots__ = ("send", "_coro", "_context")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], context: contextvars.Context) -> None:
+        check_context(context)
+        _check_coroutine(coro)
+        self._coro = coro
+        self._context = context
+        # An instance attribute shadows nothing on the class: asyncio's Task
+        # and the interpreter look up "send" and call this partial directly.
+        self.send = _partial(context.run, coro.send)
+
+    def throw(self, *args: Any) -> Any:
+        # Forward the arguments as given: the one-argument form is what asyncio
+        # uses, the deprecated three-argument form warns exactly as natively.
+        return self._context.run(self._coro.throw, *args)
+
+    def close(self) -> None:
+        context = self._context
+        try:
+            context.run(int)
+        except RuntimeError:
+            # Entered elsewhere: close where we are, as a native coroutine's
+            # finaliser would, rather than not at all.
+            self._coro.close()
+            return
+        context.run(self._coro.close)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self  # type: ignore[return-value]
+
+    def __iter__(self) -> ContextBound:
+        return self
+
+    def __next__(self) -> Any:
+        return self.send(None)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when normal lookup fails: cr_frame, cr_code, __name__,
+        # __qualname__, cr_running, cr_await, ... of the wrapped coroutine.
+        return getattr(object.__getattribute__(self, "_coro"), name)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._coro!r} in {self._context!r}>"
+
+
+class TaskCoroutine(ContextBound):
+    """The binding a ctxloop Task steps: the Task unwraps it in ``get_coro()``."""
+
+    __slots__ = ()
+
+
+collections.abc.Coroutine.register(ContextBound)
+
+
+def run_in_context(context: contextvars.Context, coro: Coroutine[Any, Any, _T]) -> Awaitable[_T]:
+    """Return an awaitable that runs *coro* inline with every step inside *context*.
+
+    ``await run_in_context(ctx, coro)`` is ``await coro`` (same task, no extra
+    loop iteration; results, exceptions and cancellation pass through), except
+    that what *coro* reads and sets is ``ctx``'s: changes stay in ``ctx`` and
+    are visible there afterwards. *context* must be a ``contextvars.Context``
+    (else ``TypeError``) that is not entered (else ``RuntimeError``).
+    """
+    return ContextBound(coro, context)
+
+
+def isolated(coro: Coroutine[Any, Any, _T]) -> Awaitable[_T]:
+    """Await *coro* inline in a fresh copy of the current context.
+
+    Like ``await coro``, but the variables *coro* sets do not leak back into
+    the caller: ``run_in_context(contextvars.copy_context(), coro)``.
+    """
+    return ContextBound(coro, contextvars.copy_context())

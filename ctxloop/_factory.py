@@ -1,0 +1,109 @@
+"""Task factories for ``loop.set_task_factory``: ctxloop's own, and a chainer.
+
+The factory contract moves between versions: 3.8-3.10 call
+``factory(loop, coro)``; 3.11-3.13.2 and 3.13.4+ add ``context=`` only when one
+was given; 3.13.3 and 3.14 forward every keyword of ``create_task`` (``name=``,
+``eager_start=``, ...); uvloop on 3.11+ always passes ``context=`` (even None)
+and, from 0.23 on 3.13+, ``eager_start=``. Both factories accept ``**kwargs``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import sys
+from typing import Any, Callable, Coroutine, Dict, FrozenSet, Optional
+
+from ._binding import TaskCoroutine, check_context
+from ._task import Task
+
+__all__ = ["TaskFactory", "chain_task_factory", "task_factory"]
+
+TaskFactory = Callable[..., "asyncio.Future[Any]"]
+
+if sys.version_info >= (3, 12):
+    # asyncio's own Task honours context= and eager_start=; ctxloop checks first.
+    _NativeTask = asyncio.Task
+
+    def task_factory(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any) -> asyncio.Task[Any]:
+        """Create a task for *loop*; use as ``loop.set_task_factory(ctxloop.task_factory)``.
+
+        Honours ``name=``, ``context=`` (that Context itself, checked: S6, S7)
+        and, on 3.12+, ``eager_start=``.
+        """
+        context = kwargs.get("context")
+        if context is not None:
+            check_context(context)
+        return _NativeTask(coro, loop=loop, **kwargs)
+
+else:
+
+    def task_factory(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any) -> asyncio.Task[Any]:
+        """Create a task for *loop*; use as ``loop.set_task_factory(ctxloop.task_factory)``.
+
+        Honours ``name=`` and ``context=`` (that Context itself, not a copy,
+        checked: S6, S7); ``eager_start=`` does not exist before 3.12.
+        """
+        return Task(coro, loop=loop, **kwargs)
+
+
+_ANY = None  # marks a factory that takes **kwargs
+
+
+def _accepted_keywords(factory: Callable[..., Any]) -> Optional[FrozenSet[str]]:
+    """The keywords *factory* accepts besides (loop, coro); None means any."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return frozenset()  # a builtin we cannot see into: give it (loop, coro) only
+    names = set()
+    for parameter in parameters:
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            return _ANY
+        if parameter.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
+            names.add(parameter.name)
+    return frozenset(names)
+
+
+def chain_task_factory(inner: Optional[TaskFactory]) -> TaskFactory:
+    """Wrap the task factory *inner* so that it honours ``context=`` exactly.
+
+    ``loop.set_task_factory(ctxloop.chain_task_factory(loop.get_task_factory()))``
+    keeps what *inner* does (eager start, a custom Task class, ...) and adds
+    ctxloop's checks (S6, S7). *inner* gets only the keywords it accepts:
+    ``context=`` when it takes one (checked first), otherwise the coroutine is
+    bound to the context before *inner* sees it; ``name=`` it does not take is
+    set on the task afterwards, as asyncio's loop does. With *inner* None this
+    is ``task_factory``. Chaining a chained factory returns it unchanged.
+    """
+    if inner is None or inner is task_factory:
+        return task_factory
+    if getattr(inner, "__ctxloop_chained__", False):
+        return inner
+    if not callable(inner):
+        raise TypeError(f"task factory must be a callable or None, not {type(inner).__name__}")
+    accepted = _accepted_keywords(inner)
+    takes_context = accepted is _ANY or "context" in accepted
+    takes_name = accepted is _ANY or "name" in accepted
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any) -> "asyncio.Future[Any]":
+        context = kwargs.pop("context", None)
+        name = kwargs.pop("name", None)
+        forwarded: Dict[str, Any] = kwargs if accepted is _ANY else {k: v for k, v in kwargs.items() if k in accepted}
+        if context is not None:
+            if takes_context:
+                forwarded["context"] = check_context(context)
+            else:
+                coro = TaskCoroutine(coro, context)  # type: ignore[assignment]
+        if name is not None and takes_name:
+            forwarded["name"] = name
+            return inner(loop, coro, **forwarded)
+        task = inner(loop, coro, **forwarded)
+        if name is not None:
+            task.set_name(name)  # type: ignore[attr-defined]
+        return task
+
+    factory.__ctxloop_chained__ = True  # type: ignore[attr-defined]
+    factory.__wrapped__ = inner  # type: ignore[attr-defined]
+    factory.__qualname__ = factory.__name__ = f"chain_task_factory({getattr(inner, '__qualname__', inner)!s})"
+    return factory

@@ -1,0 +1,121 @@
+"""ctxloop loops: a base loop (asyncio's, uvloop's, any factory's) that honours ``context=``.
+
+A ctxloop loop is the base loop object itself, with three instance attributes:
+
+* its task factory is ``chain_task_factory(<the factory it had>)``, so every
+  task it makes follows S1-S7, and ``set_task_factory(f)`` chains ``f`` too
+  (chain, never overwrite);
+* on 3.8-3.10, ``create_task`` also takes ``context=`` (3.11's signature), which
+  asyncio's and uvloop's loops lack there.
+
+Everything else (I/O, subprocesses, signals, executors, debug) is the base loop's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import sys
+import types
+from typing import Any, Callable, Coroutine, Optional, Union
+
+from ._binding import TaskCoroutine
+from ._factory import TaskFactory, chain_task_factory
+
+__all__ = ["LoopBase", "enable", "loop_factory", "new_event_loop", "resolve_base"]
+
+LoopBase = Union[None, str, Callable[[], asyncio.AbstractEventLoop]]
+
+_MARK = "_ctxloop_enabled"
+
+if sys.platform == "win32":  # pragma: no cover - asyncio's default loop there
+    _ASYNCIO_LOOP: Callable[[], asyncio.AbstractEventLoop] = asyncio.ProactorEventLoop
+else:
+    _ASYNCIO_LOOP = asyncio.SelectorEventLoop
+
+
+def resolve_base(base: LoopBase) -> Callable[[], asyncio.AbstractEventLoop]:
+    """Turn a ``base=`` argument into a zero-argument loop factory, or raise."""
+    if base is None or base == "asyncio":
+        return _ASYNCIO_LOOP
+    if base == "uvloop":
+        try:
+            import uvloop  # noqa: PLC0415 - optional dependency, imported on demand
+        except ImportError:
+            raise ModuleNotFoundError(
+                "ctxloop: base='uvloop' needs the uvloop package, which is not installed "
+                "for this Python; install it with: pip install 'ctxloop[uvloop]'",
+                name="uvloop",
+            ) from None
+        return uvloop.new_event_loop  # type: ignore[no-any-return]
+    if isinstance(base, str):
+        raise ValueError(f"unknown loop {base!r}: expected None, 'asyncio', 'uvloop' or a zero-argument loop factory")
+    if not callable(base):
+        raise TypeError(
+            "base must be None, 'asyncio', 'uvloop' or a zero-argument callable "
+            f"returning an event loop, not {type(base).__name__}"
+        )
+    return base
+
+
+def _set_task_factory(loop: asyncio.AbstractEventLoop, factory: Optional[TaskFactory]) -> None:
+    type(loop).set_task_factory(loop, chain_task_factory(factory))
+
+
+if sys.version_info < (3, 11):
+
+    def _create_task(
+        loop: asyncio.AbstractEventLoop,
+        coro: Coroutine[Any, Any, Any],
+        *,
+        name: Optional[str] = None,
+        context: Optional[contextvars.Context] = None,
+    ) -> asyncio.Task[Any]:
+        if context is not None:
+            coro = TaskCoroutine(coro, context)
+        return type(loop).create_task(loop, coro, name=name)  # type: ignore[arg-type]
+
+
+def enable(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
+    """Make *loop* a ctxloop loop, in place; return it. Idempotent."""
+    if not isinstance(loop, asyncio.AbstractEventLoop):
+        raise TypeError(f"expected an asyncio.AbstractEventLoop, got {type(loop).__name__}")
+    if loop.__dict__.get(_MARK):
+        return loop
+    type(loop).set_task_factory(loop, chain_task_factory(loop.get_task_factory()))
+    # Bound methods in the instance dict: the loop's class (and every other
+    # loop of it) stays untouched.
+    loop.set_task_factory = types.MethodType(_set_task_factory, loop)  # type: ignore[method-assign]
+    if sys.version_info < (3, 11):
+        loop.create_task = types.MethodType(_create_task, loop)  # type: ignore[method-assign]
+    loop.__dict__[_MARK] = True
+    return loop
+
+
+def new_event_loop(base: LoopBase = None) -> asyncio.AbstractEventLoop:
+    """Return a new ctxloop loop built on *base*.
+
+    *base* is None or ``"asyncio"`` (asyncio's default loop), ``"uvloop"``, or a
+    zero-argument callable returning an ``asyncio.AbstractEventLoop``. The loop
+    is that loop, unchanged except that ``create_task(coro, *, name=None,
+    context=None)`` works on every Python with 3.12's semantics, for every
+    caller, and task factories set on it are chained.
+    """
+    return enable(resolve_base(base)())
+
+
+def loop_factory(base: LoopBase = None) -> Callable[[], asyncio.AbstractEventLoop]:
+    """Return a zero-argument callable making ctxloop loops on *base*.
+
+    For ``asyncio.run(main, loop_factory=...)`` (3.12+), ``asyncio.Runner``,
+    ``ctxloop.run``, anyio's ``backend_options={"loop_factory": ...}`` and
+    pytest-asyncio. *base* is checked now: an unknown name, or ``"uvloop"``
+    when uvloop is not installed, raises here rather than in the first run.
+    """
+    make_base = resolve_base(base)
+
+    def factory() -> asyncio.AbstractEventLoop:
+        return enable(make_base())
+
+    factory.__qualname__ = factory.__name__ = f"loop_factory({base!r})"
+    return factory

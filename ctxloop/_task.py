@@ -1,0 +1,186 @@
+"""ctxloop's Task and ``create_task``: the version decision for tasks lives here.
+
+* 3.12+: asyncio's Task does everything (``context=``, ``get_context()``);
+  ctxloop only checks the context first (S6, S7).
+* 3.11: asyncio's Task takes ``context=`` but has no ``get_context()``; the
+  subclass adds it, reading the C task's context slot (see ``_task_context``).
+* 3.8-3.10 (and PyPy 3.9/3.10): asyncio's Task always runs in a copy. A task
+  given ``context=ctx`` steps a ``TaskCoroutine`` instead, whose every
+  send/throw runs inside ``ctx``: the fast C Task is kept, and the subclass
+  unwraps it in ``get_coro()`` / ``get_context()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import gc
+import sys
+from typing import Any, Coroutine, Optional, TypeVar
+
+from ._binding import TaskCoroutine, check_context
+
+__all__ = ["Task", "create_task"]
+
+_T = TypeVar("_T")
+_get_running_loop = asyncio.get_running_loop
+_Context = contextvars.Context
+
+# The C Task (CPython) keeps its context in a slot that Python cannot read
+# before 3.12, but its tp_traverse visits that slot before any other Context
+# it holds, so the first Context among the referents gc reports is the task's. The pure-Python Task (PyPy) keeps
+# it in ``_context``.
+_C_TASK = asyncio.Task.__module__ == "_asyncio"
+
+
+def _task_context(task: asyncio.Task[Any]) -> contextvars.Context:
+    if not _C_TASK:
+        return task._context  # type: ignore[attr-defined, no-any-return]
+    # A subclass instance reports its (heap) type first, then the C fields.
+    for referent in gc.get_referents(task):
+        if type(referent) is _Context:
+            return referent  # type: ignore[no-any-return]
+    raise RuntimeError(f"cannot find the context of {task!r} on this Python")  # pragma: no cover
+
+
+if sys.version_info >= (3, 12):
+
+    class Task(asyncio.Task):  # type: ignore[type-arg]
+        """asyncio.Task, checking ``context=`` first (S6, S7).
+
+        On 3.12+ asyncio's Task runs in the given Context natively; this
+        subclass only refuses a non-Context and a Context that is entered right
+        now, where asyncio would fail later or hang.
+        """
+
+        __slots__ = ()
+
+        def __init__(
+            self,
+            coro: Coroutine[Any, Any, Any],
+            *,
+            loop: Optional[asyncio.AbstractEventLoop] = None,
+            name: Optional[str] = None,
+            context: Optional[contextvars.Context] = None,
+            eager_start: bool = False,
+        ) -> None:
+            if context is not None:
+                check_context(context)
+            super().__init__(coro, loop=loop, name=name, context=context, eager_start=eager_start)
+
+    def create_task(
+        coro: Coroutine[Any, Any, _T],
+        *,
+        name: Optional[str] = None,
+        context: Optional[contextvars.Context] = None,
+    ) -> asyncio.Task[_T]:
+        """Schedule *coro* on the running loop; with *context*, run it in that Context.
+
+        ``asyncio.create_task`` on every Python: without *context* the task runs
+        in a copy of the current context taken now; with it, every step runs
+        inside *context* itself. A non-Context raises ``TypeError`` and an
+        entered Context ``RuntimeError``, here, at creation.
+        """
+        if context is not None:
+            check_context(context)
+        return _get_running_loop().create_task(coro, name=name, context=context)
+
+elif sys.version_info >= (3, 11):
+
+    class Task(asyncio.Task):  # type: ignore[no-redef, type-arg]
+        """asyncio.Task with ``get_context()`` (3.12's) and a checked ``context=``."""
+
+        __slots__ = ()
+
+        def __init__(
+            self,
+            coro: Coroutine[Any, Any, Any],
+            *,
+            loop: Optional[asyncio.AbstractEventLoop] = None,
+            name: Optional[str] = None,
+            context: Optional[contextvars.Context] = None,
+        ) -> None:
+            if context is not None:
+                check_context(context)
+            super().__init__(coro, loop=loop, name=name, context=context)
+
+        def get_context(self) -> contextvars.Context:
+            """Return the Context this task runs in (the given one, or its copy)."""
+            return _task_context(self)
+
+    def create_task(  # type: ignore[misc]
+        coro: Coroutine[Any, Any, _T],
+        *,
+        name: Optional[str] = None,
+        context: Optional[contextvars.Context] = None,
+    ) -> asyncio.Task[_T]:
+        """Schedule *coro* on the running loop; with *context*, run it in that Context.
+
+        ``asyncio.create_task`` on every Python: without *context* the task runs
+        in a copy of the current context taken now; with it, every step runs
+        inside *context* itself. A non-Context raises ``TypeError`` and an
+        entered Context ``RuntimeError``, here, at creation.
+        """
+        loop = _get_running_loop()
+        if loop.get_task_factory() is None:
+            return Task(coro, loop=loop, name=name, context=context)
+        if context is not None:
+            check_context(context)
+        return loop.create_task(coro, name=name, context=context)
+
+else:
+
+    class Task(asyncio.Task):  # type: ignore[no-redef, type-arg]
+        """asyncio.Task that runs every step inside ``context`` when one is given.
+
+        Python 3.8-3.10 backport of 3.11's ``context=``: the given Context
+        itself, not a copy. ``get_coro()``, ``repr()``, ``get_stack()`` show the
+        caller's coroutine; ``get_context()`` (3.12's) returns the Context.
+        """
+
+        __slots__ = ()
+
+        def __init__(
+            self,
+            coro: Coroutine[Any, Any, Any],
+            *,
+            loop: Optional[asyncio.AbstractEventLoop] = None,
+            name: Optional[str] = None,
+            context: Optional[contextvars.Context] = None,
+        ) -> None:
+            if context is not None:
+                coro = TaskCoroutine(coro, context)
+            super().__init__(coro, loop=loop, name=name)
+
+        def get_coro(self) -> Any:
+            """Return the coroutine this task runs (never ctxloop's wrapper)."""
+            coro = super().get_coro()
+            return coro._coro if type(coro) is TaskCoroutine else coro
+
+        def get_context(self) -> contextvars.Context:
+            """Return the Context this task runs in (the given one, or its copy)."""
+            coro = super().get_coro()
+            if type(coro) is TaskCoroutine:
+                return coro._context
+            return _task_context(self)
+
+    def create_task(  # type: ignore[misc]
+        coro: Coroutine[Any, Any, _T],
+        *,
+        name: Optional[str] = None,
+        context: Optional[contextvars.Context] = None,
+    ) -> asyncio.Task[_T]:
+        """Schedule *coro* on the running loop; with *context*, run it in that Context.
+
+        ``asyncio.create_task`` on every Python: without *context* the task runs
+        in a copy of the current context taken now; with it, every step runs
+        inside *context* itself. A non-Context raises ``TypeError`` and an
+        entered Context ``RuntimeError``, here, at creation.
+        """
+        loop = _get_running_loop()
+        if loop.get_task_factory() is None:
+            return Task(coro, loop=loop, name=name, context=context)
+        if context is not None:
+            # Any factory can step a bound coroutine; only ctxloop's unwraps it.
+            coro = TaskCoroutine(coro, context)
+        return loop.create_task(coro, name=name)
