@@ -44,7 +44,7 @@ def __getattr__(name: str) -> Any:
     # Policies are deprecated from Python 3.14: the policy module is imported
     # only when asked for, so importing ctxloop never touches a policy name.
     if name == "EventLoopPolicy":
-        from ._policy import EventLoopPolicy  # noqa: PLC0415
+        from ._policy import EventLoopPolicy
 
         return EventLoopPolicy
     raise AttributeError(f"module 'ctxloop' has no attribute {name!r}")

@@ -18,7 +18,7 @@ import contextvars
 import functools
 import types
 from asyncio import iscoroutine as _iscoroutine
-from typing import Any, Awaitable, Coroutine, Generator, TypeVar
+from typing import Any, Awaitable, Callable, Coroutine, Generator, TypeVar
 
 __all__ = ["ContextBound", "TaskCoroutine", "check_context", "isolated", "run_in_context"]
 
@@ -38,7 +38,7 @@ def check_context(context: object) -> contextvars.Context:
     if type(context) is not _Context:
         raise TypeError(f"context must be a contextvars.Context, not {type(context).__name__}")
     try:
-        context.run(int)
+        context.run(int)  # type: ignore[call-arg]
     except RuntimeError:
         raise RuntimeError(
             f"{context!r} is entered right now (for example the event loop runs "
@@ -64,7 +64,8 @@ class ContextBound:
     ``repr()`` and ``get_stack()`` show the caller's coroutine.
     """
 
-    __slots__ = ("send", "_coro", "_context")
+    __slots__ = ("_context", "_coro", "send")
+    send: Callable[[Any], Any]
 
     def __init__(self, coro: Coroutine[Any, Any, Any], context: contextvars.Context) -> None:
         check_context(context)
@@ -73,7 +74,7 @@ class ContextBound:
         self._context = context
         # An instance attribute shadows nothing on the class: asyncio's Task
         # and the interpreter look up "send" and call this partial directly.
-        self.send = _partial(context.run, coro.send)
+        self.send = _partial(context.run, coro.send)  # type: ignore[call-arg]
 
     def throw(self, *args: Any) -> Any:
         # Forward the arguments as given: the one-argument form is what asyncio
@@ -83,7 +84,7 @@ class ContextBound:
     def close(self) -> None:
         context = self._context
         try:
-            context.run(int)
+            context.run(int)  # type: ignore[call-arg]
         except RuntimeError:
             # Entered elsewhere: close where we are, as a native coroutine's
             # finaliser would, rather than not at all.

@@ -25,7 +25,9 @@ if sys.version_info >= (3, 12):
     # asyncio's own Task honours context= and eager_start=; ctxloop checks first.
     _NativeTask = asyncio.Task
 
-    def task_factory(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any) -> asyncio.Task[Any]:
+    def task_factory(
+        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any
+    ) -> asyncio.Task[Any]:
         """Create a task for *loop*; use as ``loop.set_task_factory(ctxloop.task_factory)``.
 
         Honours ``name=``, ``context=`` (that Context itself, checked: S6, S7)
@@ -38,7 +40,9 @@ if sys.version_info >= (3, 12):
 
 else:
 
-    def task_factory(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any) -> asyncio.Task[Any]:
+    def task_factory(
+        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any
+    ) -> asyncio.Task[Any]:
         """Create a task for *loop*; use as ``loop.set_task_factory(ctxloop.task_factory)``.
 
         Honours ``name=`` and ``context=`` (that Context itself, not a copy,
@@ -86,7 +90,9 @@ def chain_task_factory(inner: Optional[TaskFactory]) -> TaskFactory:
     takes_context = accepted is _ANY or "context" in accepted
     takes_name = accepted is _ANY or "name" in accepted
 
-    def factory(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any) -> "asyncio.Future[Any]":
+    def factory(
+        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any
+    ) -> "asyncio.Future[Any]":
         context = kwargs.pop("context", None)
         name = kwargs.pop("name", None)
         forwarded: Dict[str, Any] = kwargs if accepted is _ANY else {k: v for k, v in kwargs.items() if k in accepted}

@@ -31,7 +31,7 @@ def install(base: Any = None, *, patch_create_task: bool = True) -> None:
     ``ctxloop.loop_factory()`` there.
     """
     global _saved_policy, _saved_create_task
-    from ._policy import EventLoopPolicy  # noqa: PLC0415 - keeps policies off the import path
+    from ._policy import EventLoopPolicy  # keeps policies off the import path
 
     policy = EventLoopPolicy(base)
     with _lock:
@@ -59,4 +59,3 @@ def uninstall() -> None:
             if asyncio.create_task is create_task:
                 asyncio.create_task = _saved_create_task
             _saved_create_task = _NOTHING
-

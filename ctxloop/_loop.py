@@ -40,7 +40,7 @@ def resolve_base(base: LoopBase) -> Callable[[], asyncio.AbstractEventLoop]:
         return _ASYNCIO_LOOP
     if base == "uvloop":
         try:
-            import uvloop  # noqa: PLC0415 - optional dependency, imported on demand
+            import uvloop  # optional dependency, imported on demand
         except ImportError:
             raise ModuleNotFoundError(
                 "ctxloop: base='uvloop' needs the uvloop package, which is not installed "

@@ -28,7 +28,7 @@ def _resolve_policy(base: Any) -> Any:
         return _DefaultPolicy()
     if base == "uvloop":
         try:
-            import uvloop  # noqa: PLC0415 - optional dependency, imported on demand
+            import uvloop  # optional dependency, imported on demand
         except ImportError:
             raise ModuleNotFoundError(
                 "ctxloop: base='uvloop' needs the uvloop package, which is not installed "
@@ -57,7 +57,7 @@ class EventLoopPolicy(_AbstractPolicy):  # type: ignore[misc, valid-type]
     method, child watchers included (3.8-3.13), is *base*'s.
     """
 
-    def __init__(self, base: Union[None, str, "asyncio.AbstractEventLoopPolicy"] = None) -> None:
+    def __init__(self, base: Union[str, "asyncio.AbstractEventLoopPolicy", None] = None) -> None:
         self._base = _resolve_policy(base)
 
     @property

@@ -28,7 +28,7 @@ LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
 if sys.version_info >= (3, 11):
 
-    class Runner(asyncio.Runner):
+    class Runner(asyncio.Runner):  # type: ignore[misc]  # final in typeshed only
         """``asyncio.Runner`` whose loop is a ctxloop loop.
 
         Same contract as asyncio's: ``with Runner(debug=..., loop_factory=...)

@@ -149,7 +149,13 @@ else:
             context: Optional[contextvars.Context] = None,
         ) -> None:
             if context is not None:
-                coro = TaskCoroutine(coro, context)
+                try:
+                    coro = TaskCoroutine(coro, context)
+                except BaseException:
+                    # Refused before Future.__init__ ran: the pure-Python Task
+                    # (PyPy) would report itself "destroyed but pending".
+                    self._log_destroy_pending = False
+                    raise
             super().__init__(coro, loop=loop, name=name)
 
         def get_coro(self) -> Any:

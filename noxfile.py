@@ -1,0 +1,49 @@
+"""The test matrix: every Python ctxloop supports, each with every loop it can install.
+
+python -m nox                 # the whole matrix, lint and the examples included
+python -m nox -s tests-3.10   # one cell
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.error_on_missing_interpreters = True
+nox.options.reuse_existing_virtualenvs = True
+
+
+def _expose_pyenv_pythons() -> None:
+    """Put each pyenv CPython's bin/ on PATH, so that python3.X is found without shims."""
+    root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    bins = [d for d in glob.glob(os.path.join(root, "versions", "*", "bin")) if re.search(r"/\d+\.\d+\.\d+/bin$", d)]
+    bins.sort(key=lambda d: [int(x) for x in d.split(os.sep)[-2].split(".")], reverse=True)
+    os.environ["PATH"] = os.pathsep.join([*bins, os.environ.get("PATH", "")])
+
+
+_expose_pyenv_pythons()
+
+CPYTHONS = ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13"]
+PYPYS = ["pypy3.9"]
+
+
+@nox.session(python=CPYTHONS + PYPYS)
+def tests(session: nox.Session) -> None:
+    """The test suite on one Python, on asyncio's loop and uvloop (where it installs)."""
+    extras = "test" if session.python in PYPYS else "test,uvloop"
+    session.install(f".[{extras}]")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python="3.12")
+def lint(session: nox.Session) -> None:
+    """ruff and mypy --strict on the package."""
+    session.install("-e", ".[lint,uvloop]")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    for version in ("3.10", "3.11", "3.12", "3.13", "3.14"):
+        session.run("mypy", "--strict", "--no-warn-unused-ignores", "--python-version", version, "ctxloop")
