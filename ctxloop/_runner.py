@@ -195,8 +195,12 @@ else:
     else:
 
         def _shutdown_default_executor(loop: asyncio.AbstractEventLoop) -> None:
-            # 3.8's loops have no shutdown_default_executor(); wait for the
-            # executor's threads here, as 3.9+ does, before the loop closes.
+            # asyncio's 3.8 loop has no shutdown_default_executor() (uvloop's
+            # has): wait for the executor's threads here, as 3.9+ does.
+            shutdown = getattr(loop, "shutdown_default_executor", None)
+            if shutdown is not None:
+                loop.run_until_complete(shutdown())
+                return
             executor = getattr(loop, "_default_executor", None)
             if executor is not None:
                 executor.shutdown(wait=True)

@@ -1,0 +1,200 @@
+"""new_event_loop / loop_factory: the base loop in every respect (S10), plus context=."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+import signal
+import sys
+import threading
+from typing import Any, Callable, List
+
+import pytest
+
+import ctxloop
+
+var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+
+
+def test_the_loop_is_the_base_loop(loop_name: str, base_loop_factory: Callable[[], Any]) -> None:
+    plain = base_loop_factory()
+    loop = ctxloop.new_event_loop(loop_name)
+    try:
+        assert type(loop) is type(plain)  # same class: nothing patched class-wide
+        assert "create_task" not in vars(plain) and "set_task_factory" not in vars(plain)
+        assert ctxloop._loop.enable(loop) is loop  # idempotent
+    finally:
+        plain.close()
+        loop.close()
+
+
+def test_loop_factory_makes_fresh_loops(loop_name: str) -> None:
+    factory = ctxloop.loop_factory(loop_name)
+    first, second = factory(), factory()
+    try:
+        assert first is not second
+        assert loop_name in repr(factory)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_bad_base() -> None:
+    with pytest.raises(ValueError, match="unknown loop 'trio'"):
+        ctxloop.new_event_loop("trio")
+    with pytest.raises(TypeError, match="not int"):
+        ctxloop.loop_factory(42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="expected an asyncio.AbstractEventLoop, got object"):
+        ctxloop.new_event_loop(object)
+
+
+@pytest.mark.skipif(sys.implementation.name != "pypy", reason="uvloop is missing only where it does not build")
+def test_missing_uvloop_is_a_clear_error() -> None:
+    with pytest.raises(ImportError, match=r"pip install 'ctxloop\[uvloop\]'"):
+        ctxloop.loop_factory("uvloop")
+
+
+def test_any_zero_argument_factory(loop_name: str, base_loop_factory: Callable[[], Any]) -> None:
+    made: List[Any] = []
+
+    def factory() -> Any:
+        made.append(base_loop_factory())
+        return made[-1]
+
+    async def main() -> str:
+        ctx = contextvars.copy_context()
+
+        async def child() -> None:
+            var.set("child")
+
+        await asyncio.get_running_loop().create_task(child(), context=ctx)  # type: ignore[call-arg]
+        return ctx[var]
+
+    assert ctxloop.run(main(), loop_factory=ctxloop.loop_factory(factory)) == "child"
+    assert len(made) == 1 and made[0].is_closed()
+
+
+def test_task_factories_set_later_are_chained(run: Callable[..., Any]) -> None:
+    created: List[str] = []
+
+    def my_factory(loop: Any, coro: Any) -> Any:
+        created.append(coro.__qualname__)
+        return asyncio.Task(coro, loop=loop)
+
+    async def child() -> str:
+        var.set("child")
+        return var.get()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_task_factory(my_factory)
+        assert loop.get_task_factory().__wrapped__ is my_factory  # type: ignore[union-attr]
+        ctx = contextvars.copy_context()
+        assert await loop.create_task(child(), context=ctx) == "child"  # type: ignore[call-arg]
+        assert ctx[var] == "child"
+        assert created and created[-1].endswith("child")
+        loop.set_task_factory(None)
+        assert await loop.create_task(child()) == "child"
+
+    run(main())
+
+
+def test_io_over_loopback(run: Callable[..., Any]) -> None:
+    async def main() -> bytes:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write((await reader.readline()).upper())
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"ping\n")
+        answer = await reader.readline()
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+        return answer
+
+    assert run(main()) == b"PING\n"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX subprocess")
+def test_subprocess(run: Callable[..., Any]) -> None:
+    async def main() -> bytes:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "print('hello')", stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await proc.communicate()
+        assert proc.returncode == 0
+        return out
+
+    assert run(main()).strip() == b"hello"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_signal_handlers(run: Callable[..., Any]) -> None:
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+        got: "asyncio.Future[str]" = loop.create_future()
+        var.set("at add_signal_handler")
+        loop.add_signal_handler(signal.SIGUSR1, lambda: got.set_result(var.get()))
+        try:
+            os.kill(os.getpid(), signal.SIGUSR1)
+            return await got
+        finally:
+            loop.remove_signal_handler(signal.SIGUSR1)
+
+    assert run(main()) == "at add_signal_handler"
+
+
+def test_run_in_executor(run: Callable[..., Any]) -> None:
+    async def main() -> int:
+        return await asyncio.get_running_loop().run_in_executor(None, sum, [1, 2, 3])
+
+    assert run(main()) == 6
+
+
+@pytest.mark.skipif(sys.version_info < (3, 9), reason="shutdown_default_executor() is 3.9+")
+def test_shutdown_default_executor(loop_name: str) -> None:
+    loop = ctxloop.new_event_loop(loop_name)
+    try:
+        assert loop.run_until_complete(loop.run_in_executor(None, int, "7")) == 7
+        loop.run_until_complete(loop.shutdown_default_executor())
+    finally:
+        loop.close()
+
+
+def test_debug_mode(loop_name: str) -> None:
+    async def main() -> bool:
+        return asyncio.get_running_loop().get_debug()
+
+    assert ctxloop.run(main(), debug=True, loop_factory=ctxloop.loop_factory(loop_name)) is True
+    assert ctxloop.run(main(), debug=False, loop_factory=ctxloop.loop_factory(loop_name)) is False
+
+
+def test_threads_with_their_own_loops(loop_name: str) -> None:
+    results: List[Any] = [None] * 4
+    factory = ctxloop.loop_factory(loop_name)
+
+    def worker(i: int) -> None:
+        async def child() -> str:
+            var.set(f"thread {i}")
+            await asyncio.sleep(0)
+            return var.get()
+
+        async def main() -> Any:
+            ctx = contextvars.copy_context()
+            value = await asyncio.get_running_loop().create_task(child(), context=ctx)  # type: ignore[call-arg]
+            return value, ctx[var], var.get()
+
+        results[i] = ctxloop.run(main(), loop_factory=factory)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert results == [(f"thread {i}", f"thread {i}", "unset") for i in range(4)]
