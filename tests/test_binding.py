@@ -164,7 +164,7 @@ def test_bad_input() -> None:
         pass
 
     coro = child()
-    with pytest.raises(TypeError, match="context must be a contextvars.Context, not int"):
+    with pytest.raises(TypeError, match=r"context must be a contextvars\.Context, not int"):
         ctxloop.run_in_context(42, coro)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="a coroutine was expected, got 42"):
         ctxloop.isolated(42)  # type: ignore[arg-type]

@@ -45,7 +45,7 @@ def test_bad_base() -> None:
         ctxloop.new_event_loop("trio")
     with pytest.raises(TypeError, match="not int"):
         ctxloop.loop_factory(42)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="expected an asyncio.AbstractEventLoop, got object"):
+    with pytest.raises(TypeError, match=r"expected an asyncio\.AbstractEventLoop, got object"):
         ctxloop.new_event_loop(object)
 
 

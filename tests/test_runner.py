@@ -84,8 +84,10 @@ def test_exceptions_propagate_and_tasks_are_cancelled_at_exit(loop_name: str) ->
             cancelled.append("background")
             raise
 
+    pending: List["asyncio.Future[None]"] = []
+
     async def main() -> None:
-        asyncio.ensure_future(background())
+        pending.append(asyncio.ensure_future(background()))  # left for the runner to cancel
         await asyncio.sleep(0)
         raise LookupError("boom")
 
