@@ -235,7 +235,8 @@ class _Interpreter:
             await self.step(op, index, label, slots)
         return [_read(var) for var in VARS]
 
-    async def step(self, op: List[Any], index: int, label: str, slots: Dict[int, Any]) -> None:
+    async def step(self, op: List[Any], index: int, label: str, slots: Dict[int, Any]) -> None:  # noqa: PLR0912
+        # One branch per operation of the language: a table would hide the semantics.
         kind = op[0]
         if kind == "set":
             VARS[op[1]].set(op[2])

@@ -16,12 +16,11 @@ import os
 import sys
 from typing import Any, Dict, List
 
+import programs
 import pytest
 from conftest import LOOPS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import programs
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", "programs.jsonl")
 REFERENCE = "native" if sys.version_info >= (3, 12) and sys.implementation.name == "cpython" else "pytask"
