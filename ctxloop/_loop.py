@@ -76,6 +76,26 @@ if sys.version_info < (3, 11):
         return type(loop).create_task(loop, coro, name=name)  # type: ignore[arg-type]
 
 
+# CPython 3.13.0-3.13.2: BaseEventLoop.create_task() with a task factory calls
+# task.set_name(name) even when name is None, renaming every unnamed task
+# "None" (CPython gh-130033). A ctxloop loop always has a factory, so on those
+# versions its create_task hands the name to the factory instead.
+_RENAMES_TO_NONE = (3, 13, 0) <= sys.version_info[:3] < (3, 13, 3)
+
+
+def _create_task_keeping_name(
+    loop: asyncio.BaseEventLoop,
+    coro: Coroutine[Any, Any, Any],
+    *,
+    name: Optional[str] = None,
+    context: Optional[contextvars.Context] = None,
+) -> asyncio.Task[Any]:
+    loop._check_closed()  # type: ignore[attr-defined]
+    factory = loop.get_task_factory()
+    assert factory is not None
+    return factory(loop, coro, name=name, context=context)  # type: ignore[return-value]
+
+
 def enable(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
     """Make *loop* a ctxloop loop, in place; return it. Idempotent."""
     if not isinstance(loop, asyncio.AbstractEventLoop):
@@ -88,6 +108,8 @@ def enable(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
     loop.set_task_factory = types.MethodType(_set_task_factory, loop)  # type: ignore[method-assign]
     if sys.version_info < (3, 11):
         loop.create_task = types.MethodType(_create_task, loop)  # type: ignore[method-assign]
+    elif _RENAMES_TO_NONE and isinstance(loop, asyncio.BaseEventLoop):
+        loop.create_task = types.MethodType(_create_task_keeping_name, loop)  # type: ignore[method-assign]
     loop.__dict__[_MARK] = True
     return loop
 

@@ -394,3 +394,17 @@ def test_s8_native_path_has_no_wrapper(run: Callable[..., Any]) -> None:
                 assert type(task) is asyncio.Task
 
     run(main())
+
+
+def test_s5_unnamed_tasks_get_asyncio_default_names(run: Callable[..., Any], spawn: Any) -> None:
+    # CPython 3.13.0-3.13.2 rename them "None" when a task factory is set.
+    async def child() -> None:
+        pass
+
+    async def main() -> None:
+        for context in (None, contextvars.copy_context()):
+            task = spawn(child(), context=context)
+            assert task.get_name().startswith("Task-"), task.get_name()
+            await task
+
+    run(main())
