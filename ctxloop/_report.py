@@ -1,0 +1,699 @@
+"""``python -m ctxloop``: check ctxloop's contract on this interpreter, for every installed loop.
+
+Each check is a small function reproducing one behaviour of the contract
+(N1-N6 from the notebook, S1-S7 from the semantics) on a fresh ctxloop loop,
+raising ``CheckFailed`` when what it sees differs from CPython 3.12. Every
+check runs in its own worker thread, on its own loop, under a deadline: a
+check that does not finish in time is a failure ("timeout"), never a hang.
+After the checks, a quick interleaved run measures what a task created with
+``context=`` on a ctxloop loop costs against a native task on the plain loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextvars
+import importlib
+import importlib.util
+import json
+import os
+import platform
+import sys
+import threading
+import time
+from typing import Any, Callable, Coroutine, Dict, List, Optional, Sequence, Tuple, Type, TypeVar
+
+from ._loop import enable, resolve_base
+from ._runner import run
+from ._task import create_task
+
+__all__ = ["CHECKS", "CheckFailed", "KNOWN_LOOPS", "abandoned_threads", "installed_loops", "main"]
+
+_T = TypeVar("_T")
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+# Loop packages the report knows, in column order, each built by its module's
+# new_event_loop(); a column appears only when the package is installed.
+KNOWN_LOOPS = ("asyncio", "uvloop", "winloop", "rloop")
+
+CHECK_TIMEOUT = 2.0  # seconds per check; the whole report stays well under 5 s
+COST_BUDGET = 0.25  # seconds of measuring per loop
+COST_TIMEOUT = 4.0
+
+# Private test hooks, read from the environment so that tests can drive the
+# command in a subprocess (tests/test_main.py); not part of the public API:
+#   _CTXLOOP_REPORT_FAIL="N4,S2:hang"  forces check N4 to fail, and S2 to block
+#                                      its thread forever (so it hits the deadline);
+#   _CTXLOOP_REPORT_TIMEOUT="0.5"      the per-check deadline, in seconds.
+_FAIL_HOOK = "_CTXLOOP_REPORT_FAIL"
+_TIMEOUT_HOOK = "_CTXLOOP_REPORT_TIMEOUT"
+
+# Worker threads given up on after their deadline (they are daemons): the
+# command then leaves with os._exit, so a stuck loop cannot block shutdown.
+_abandoned: List[threading.Thread] = []
+
+
+class CheckFailed(Exception):
+    """A check saw something other than what the contract says."""
+
+
+def abandoned_threads() -> List[threading.Thread]:
+    """The worker threads that missed their deadline and were left running."""
+    return list(_abandoned)
+
+
+def _expect(got: object, want: object) -> None:
+    if got != want:
+        raise CheckFailed(f"got {got!r}, expected {want!r}")
+
+
+def _main_task(make_loop: LoopFactory, coro: Coroutine[Any, Any, _T], timeout: float) -> _T:
+    """Run *coro* as the main task of a fresh ctxloop loop, cancelled after *timeout*."""
+    return run(asyncio.wait_for(coro, timeout), loop_factory=make_loop)
+
+
+def _levels(make_loop: LoopFactory, timeout: float, spawn: str) -> List[int]:
+    """The notebook's cells 22/23: the levels a nested coro_func prints on its way back."""
+    var: contextvars.ContextVar[int] = contextvars.ContextVar("var")
+    seen: List[int] = []
+
+    async def coro_func(level: int) -> None:
+        var.set(level)
+        seen.append(var.get())
+        if level:
+            loop = asyncio.get_running_loop()
+            if spawn == "task":
+                await loop.create_task(coro_func(level - 1))
+            elif spawn == "task-context":
+                await loop.create_task(coro_func(level - 1), context=contextvars.copy_context())  # type: ignore[call-arg]
+            else:
+
+                async def wrapper() -> None:
+                    var.set(level - 1)
+                    await coro_func(level - 1)
+
+                await wrapper()
+        seen.append(var.get())
+
+    _main_task(make_loop, coro_func(2), timeout)
+    return seen
+
+
+def check_n1(make_loop: LoopFactory, timeout: float) -> None:
+    """A task, copy_context() and a fresh Context() see main's value, then the default."""
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="default")
+    seen: List[str] = []
+
+    async def print_var() -> None:
+        seen.append(var.get())
+
+    async def main() -> None:
+        var.set("main value")
+        seen.append(var.get())
+        await asyncio.get_running_loop().create_task(print_var())
+        seen.append(contextvars.copy_context().run(var.get))
+        seen.append(contextvars.Context().run(var.get))
+
+    _main_task(make_loop, main(), timeout)
+    _expect(seen, ["main value"] * 3 + ["default"])
+
+
+def check_n2(make_loop: LoopFactory, timeout: float) -> None:
+    """Three gathered requests each see only their own id, in nested coroutines too."""
+    request_id: contextvars.ContextVar[int] = contextvars.ContextVar("request_id")
+    log: List[str] = []
+
+    async def handle(i: int) -> None:
+        request_id.set(i)
+        log.append(f"start {i}={request_id.get()}")
+        for _ in range(1 + 2 * i):  # the notebook slept 1 + 2*i seconds
+            await asyncio.sleep(0)
+
+        async def nested() -> None:
+            log.append(f"nested {i}={request_id.get()}")
+
+        await nested()
+        log.append(f"end {i}={request_id.get()}")
+
+    async def main() -> None:
+        await asyncio.gather(*[handle(i) for i in range(3)])
+        log.append(f"main={request_id.get(None)}")
+
+    _main_task(make_loop, main(), timeout)
+    want = [f"start {i}={i}" for i in range(3)]
+    for i in range(3):
+        want += [f"nested {i}={i}", f"end {i}={i}"]
+    _expect(log, [*want, "main=None"])
+
+
+def check_n3(make_loop: LoopFactory, timeout: float) -> None:
+    """Awaiting coroutines directly shares one context: main set / sub1 set / sub1 set."""
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var")
+    seen: List[str] = []
+
+    async def sub2() -> None:
+        seen.append(var.get())
+        var.set("sub1 set")
+
+    async def sub1() -> None:
+        seen.append(var.get())
+        var.set("sub1 set")
+        await sub2()
+
+    async def main() -> None:
+        var.set("main set")
+        await sub1()
+        seen.append(var.get())
+
+    _main_task(make_loop, main(), timeout)
+    _expect(seen, ["main set", "sub1 set", "sub1 set"])
+
+
+def check_n4(make_loop: LoopFactory, timeout: float) -> None:
+    """Nested create_task: each task runs in a copy, levels 2,1,0,0,1,2."""
+    _expect(_levels(make_loop, timeout, "task"), [2, 1, 0, 0, 1, 2])
+
+
+def check_n5(make_loop: LoopFactory, timeout: float) -> None:
+    """A nested plain wrapper coroutine shares the context: levels 2,1,0,0,0,0."""
+    _expect(_levels(make_loop, timeout, "wrapper"), [2, 1, 0, 0, 0, 0])
+
+
+def check_n5b(make_loop: LoopFactory, timeout: float) -> None:
+    """The notebook's 3.11 line, create_task(..., context=copy_context()): 2,1,0,0,1,2."""
+    _expect(_levels(make_loop, timeout, "task-context"), [2, 1, 0, 0, 1, 2])
+
+
+def check_n6(make_loop: LoopFactory, timeout: float) -> None:
+    """ctx.run(main) keeps main's changes in ctx: spam spam spam ham ham ham spam."""
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var")
+    seen: List[str] = []
+
+    async def main() -> None:
+        var.set("spam")
+        seen.append(var.get())
+        ctx = contextvars.copy_context()
+
+        def body() -> None:
+            seen.extend([var.get(), ctx[var]])
+            var.set("ham")
+            seen.extend([var.get(), ctx[var]])
+
+        ctx.run(body)
+        seen.extend([ctx[var], var.get()])
+
+    _main_task(make_loop, main(), timeout)
+    _expect(seen, ["spam", "spam", "spam", "ham", "ham", "ham", "spam"])
+
+
+def check_s1(make_loop: LoopFactory, timeout: float) -> None:
+    """Without context=, a task runs in a copy taken at creation, not at its first step."""
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var")
+
+    async def child() -> Tuple[str, str]:
+        seen = var.get()
+        var.set("set by the task")
+        await asyncio.sleep(0)
+        return seen, var.get()
+
+    async def main() -> Tuple[str, str, str]:
+        var.set("at creation")
+        task = asyncio.get_running_loop().create_task(child())
+        var.set("after creation")
+        first, last = await task
+        return first, last, var.get()
+
+    _expect(_main_task(make_loop, main(), timeout), ("at creation", "set by the task", "after creation"))
+
+
+def check_s2(make_loop: LoopFactory, timeout: float) -> None:
+    """With context=ctx, a task runs in ctx itself: its writes are in ctx[var], others' reach it."""
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+
+    async def main() -> List[Optional[str]]:
+        loop = asyncio.get_running_loop()
+        ctx = contextvars.copy_context()
+        started, resume = asyncio.Event(), asyncio.Event()
+
+        async def writer() -> str:
+            var.set("set by the task")
+            started.set()
+            await resume.wait()
+            return var.get()
+
+        async def reader() -> str:
+            return var.get()
+
+        task = loop.create_task(writer(), context=ctx)  # type: ignore[call-arg]
+        await started.wait()
+        seen = [ctx.get(var)]
+        ctx.run(var.set, "set between its steps")
+        resume.set()
+        seen.append(await task)
+        seen.append(await loop.create_task(reader(), context=ctx))  # type: ignore[call-arg]
+        seen.append(var.get())
+        return seen
+
+    _expect(
+        _main_task(make_loop, main(), timeout),
+        ["set by the task", "set between its steps", "set between its steps", "unset"],
+    )
+
+
+def check_s3(make_loop: LoopFactory, timeout: float) -> None:
+    """call_soon and add_done_callback capture the context current when they are scheduled."""
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    seen: List[str] = []
+
+    async def child() -> str:
+        loop = asyncio.get_running_loop()
+        var.set("when scheduled")
+        called: asyncio.Future[None] = loop.create_future()
+
+        def callback() -> None:
+            seen.append(var.get())
+            var.set("set by a callback")  # in the callback's own copy
+            called.set_result(None)
+
+        loop.call_soon(callback)
+        await called
+        seen.append(var.get())
+        done: asyncio.Future[None] = loop.create_future()
+        done.add_done_callback(lambda _: seen.append(var.get()))
+        var.set("after scheduling")
+        done.set_result(None)
+        await asyncio.sleep(0)
+        return var.get()
+
+    async def main() -> str:
+        ctx = contextvars.copy_context()
+        return await asyncio.get_running_loop().create_task(child(), context=ctx)  # type: ignore[call-arg]
+
+    _expect(_main_task(make_loop, main(), timeout), "after scheduling")
+    _expect(seen, ["when scheduled", "when scheduled", "when scheduled"])
+
+
+def check_s4(make_loop: LoopFactory, timeout: float) -> None:
+    """task.get_context() is the given ctx (inside and outside); else the task's own copy."""
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var")
+
+    async def child() -> contextvars.Context:
+        var.set("mine")
+        task = asyncio.current_task()
+        assert task is not None
+        return task.get_context()  # type: ignore[attr-defined, no-any-return]
+
+    async def main() -> List[bool]:
+        loop = asyncio.get_running_loop()
+        ctx = contextvars.copy_context()
+        given = loop.create_task(child(), context=ctx)  # type: ignore[call-arg]
+        own = loop.create_task(child())
+        inside_given, inside_own = await given, await own
+        return [
+            given.get_context() is ctx,  # type: ignore[attr-defined]
+            inside_given is ctx,
+            own.get_context() is inside_own,  # type: ignore[attr-defined]
+            inside_own.get(var) == "mine" and var.get(None) is None,
+        ]
+
+    _expect(_main_task(make_loop, main(), timeout), [True] * 4)
+
+
+def check_s5(make_loop: LoopFactory, timeout: float) -> None:
+    """A real asyncio.Task: current_task, all_tasks, get_coro, repr, stack, names, errors, cancel."""
+
+    async def main() -> List[str]:
+        loop = asyncio.get_running_loop()
+        problems: List[str] = []
+        gate = asyncio.Event()
+
+        async def body() -> str:
+            await gate.wait()
+            return "result"
+
+        coro = body()
+        task = loop.create_task(coro, name="checked", context=contextvars.copy_context())  # type: ignore[call-arg]
+        await asyncio.sleep(0)
+        facts = {
+            "isinstance asyncio.Task": isinstance(task, asyncio.Task),
+            "in all_tasks()": task in asyncio.all_tasks(),
+            "get_coro() is the coroutine": task.get_coro() is coro,
+            "repr shows the coroutine": "body" in repr(task),
+            "get_stack() shows its frame": [f.f_code for f in task.get_stack()] == [coro.cr_code],  # type: ignore[attr-defined]
+            "get_name()": task.get_name() == "checked",
+        }
+        problems += [name for name, ok in facts.items() if not ok]
+        task.set_name("renamed")
+        if task.get_name() != "renamed":
+            problems.append("set_name()")
+        gate.set()
+        if await task != "result":
+            problems.append("result")
+
+        async def current() -> bool:
+            return asyncio.current_task() is inner
+
+        inner = loop.create_task(current(), context=contextvars.copy_context())  # type: ignore[call-arg]
+        if not await inner:
+            problems.append("current_task()")
+
+        async def fails() -> None:
+            raise LookupError("raised by the task")
+
+        try:
+            await loop.create_task(fails(), context=contextvars.copy_context())  # type: ignore[call-arg]
+            problems.append("exception lost")
+        except LookupError:
+            pass
+        blocked = loop.create_task(asyncio.Event().wait(), context=contextvars.copy_context())  # type: ignore[call-arg]
+        await asyncio.sleep(0)
+        blocked.cancel()
+        try:
+            await blocked
+            problems.append("cancel() ignored")
+        except asyncio.CancelledError:
+            pass
+        return problems
+
+    problems = _main_task(make_loop, main(), timeout)
+    if problems:
+        raise CheckFailed("wrong: " + ", ".join(problems))
+
+
+def _raises(
+    kind: Type[BaseException], create: Callable[[Coroutine[Any, Any, None]], Any], *words: str
+) -> Optional[str]:
+    """None if create(coro) raises *kind* with every word in its message, else what happened."""
+
+    async def never_run() -> None:  # pragma: no cover - refused before it runs
+        pass
+
+    coro = never_run()
+    try:
+        create(coro)
+    except kind as error:
+        missing = [w for w in words if w not in str(error)]
+        return f"{kind.__name__} without {missing}: {error}" if missing else None
+    except BaseException as error:
+        return f"{type(error).__name__}: {error} (expected {kind.__name__})"
+    finally:
+        coro.close()
+    return f"no {kind.__name__}"
+
+
+def check_s6(make_loop: LoopFactory, timeout: float) -> None:
+    """Bad input fails at creation: TypeError naming a non-Context, TypeError, closed loop RuntimeError."""
+
+    async def main() -> List[str]:
+        loop = asyncio.get_running_loop()
+        outcomes = [
+            _raises(TypeError, lambda c: loop.create_task(c, context=42), "Context", "int"),  # type: ignore[call-arg, arg-type]
+            _raises(TypeError, lambda c: create_task(c, context={}), "Context", "dict"),  # type: ignore[arg-type]
+        ]
+        not_a_coroutine = _raises(TypeError, lambda c: loop.create_task(42))  # type: ignore[arg-type]
+        outcomes.append(not_a_coroutine and f"non-coroutine: {not_a_coroutine}")
+        return [o for o in outcomes if o]
+
+    problems = _main_task(make_loop, main(), timeout)
+    closed = make_loop()
+    closed.close()
+    outcome = _raises(RuntimeError, lambda c: closed.create_task(c, context=contextvars.copy_context()))  # type: ignore[call-arg]
+    if outcome:
+        problems.append(f"closed loop: {outcome}")
+    if problems:
+        raise CheckFailed("; ".join(problems))
+
+
+def check_s7(make_loop: LoopFactory, timeout: float) -> None:
+    """A context entered right now cannot host a task: RuntimeError at creation."""
+    outer = contextvars.copy_context()
+
+    async def main() -> List[str]:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        outcomes = [
+            _raises(RuntimeError, lambda c: loop.create_task(c, context=outer), "entered"),  # type: ignore[call-arg]
+            _raises(RuntimeError, lambda c: create_task(c, context=outer), "entered"),
+            _raises(RuntimeError, lambda c: loop.create_task(c, context=task.get_context()), "entered"),  # type: ignore[attr-defined, call-arg]
+        ]
+        labels = ["loop.create_task", "ctxloop.create_task", "the current task's context"]
+        return [f"{label}: {o}" for label, o in zip(labels, outcomes) if o]
+
+    # The whole loop runs inside outer.run(...): outer is entered throughout.
+    problems = outer.run(_main_task, make_loop, main(), timeout)
+    if problems:
+        raise CheckFailed("; ".join(problems))
+
+
+_Check = Callable[[LoopFactory, float], None]
+
+# id -> (what it checks, as printed, check)
+CHECKS: Dict[str, Tuple[str, _Check]] = {
+    "N1": ("copy_context() snapshot; Context() is empty", check_n1),
+    "N2": ("gather: each request sees only its own id", check_n2),
+    "N3": ("awaiting a coroutine shares the context", check_n3),
+    "N4": ("nested create_task: levels 2,1,0,0,1,2", check_n4),
+    "N5": ("nested wrapper coroutine: levels 2,1,0,0,0,0", check_n5),
+    "N5b": ("create_task(context=copy_context()): 2,1,0,0,1,2", check_n5b),
+    "N6": ("ctx.run(main) confines changes to ctx", check_n6),
+    "S1": ("no context=: a copy taken at creation", check_s1),
+    "S2": ("context=ctx runs in ctx itself (ctx[var])", check_s2),
+    "S3": ("callbacks capture the context when scheduled", check_s3),
+    "S4": ("task.get_context() is ctx", check_s4),
+    "S5": ("a real asyncio.Task (coro, repr, stack, name, ...)", check_s5),
+    "S6": ("bad input: TypeError naming the type, ...", check_s6),
+    "S7": ("an entered ctx is refused: RuntimeError", check_s7),
+}
+
+
+def installed_loops() -> List[str]:
+    """The loops this interpreter can run: asyncio, then each known loop package installed."""
+    return [name for name in KNOWN_LOOPS if name == "asyncio" or importlib.util.find_spec(name) is not None]
+
+
+def _base_factory(name: str) -> LoopFactory:
+    if name in ("asyncio", "uvloop"):
+        return resolve_base(name)
+    factory: LoopFactory = importlib.import_module(name).new_event_loop
+    return factory
+
+
+def _bounded(work: Callable[[], _T], timeout: float) -> Tuple[bool, Any]:
+    """Run *work* in a daemon thread; (True, result) or (False, error text, "timeout" included)."""
+    box: List[Tuple[bool, Any]] = []
+
+    def target() -> None:
+        try:
+            box.append((True, work()))
+        except CheckFailed as error:
+            box.append((False, str(error)))
+        except (asyncio.TimeoutError, TimeoutError):
+            box.append((False, "timeout"))
+        except BaseException as error:
+            box.append((False, f"{type(error).__name__}: {error}"))
+
+    thread = threading.Thread(target=target, name="ctxloop-report", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        _abandoned.append(thread)
+        return False, "timeout"
+    return box[0]
+
+
+def _forced(spec: str) -> Dict[str, str]:
+    """Parse the private failure hook: {"N4": "fail", "S2": "hang"}."""
+    forced = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        check_id, _, how = item.partition(":")
+        forced[check_id] = how or "fail"
+    return forced
+
+
+def _forced_check(how: str) -> _Check:
+    def check(make_loop: LoopFactory, timeout: float) -> None:
+        if how == "hang":
+            threading.Event().wait()  # blocks its thread for good, like a stuck loop
+        raise CheckFailed(f"forced to fail by {_FAIL_HOOK}")
+
+    return check
+
+
+def run_checks(loop: str, timeout: float, forced: Dict[str, str]) -> Dict[str, Optional[str]]:
+    """Run every check on *loop*: {check id: None when it passes, else why it failed}."""
+    results: Dict[str, Optional[str]] = {}
+    try:
+        base = _base_factory(loop)
+    except Exception as error:
+        return dict.fromkeys(CHECKS, f"cannot build the loop: {type(error).__name__}: {error}")
+
+    def make_loop() -> asyncio.AbstractEventLoop:
+        return enable(base())
+
+    for check_id, (_, listed) in CHECKS.items():
+        check = _forced_check(forced[check_id]) if check_id in forced else listed
+        ok, detail = _bounded(lambda check=check: check(make_loop, timeout), timeout)  # type: ignore[misc]
+        results[check_id] = None if ok else (detail or "failed")
+    return results
+
+
+def measure_cost(loop: str, budget: float = COST_BUDGET) -> float:
+    """Time to create and finish a trivial task with context= on a ctxloop loop, over a native one.
+
+    Batches alternate between a plain loop (``create_task(coro)``) and a
+    ctxloop loop of the same kind (``create_task(coro, context=ctx)``) until
+    *budget* seconds are spent; the ratio is of the fastest batch of each.
+    """
+    base = _base_factory(loop)
+    plain, ours = base(), enable(base())
+    batch = 300
+
+    async def noop() -> None:
+        pass
+
+    async def native_batch() -> None:
+        create = asyncio.get_running_loop().create_task
+        for _ in range(batch):
+            await create(noop())
+
+    async def context_batch() -> None:
+        create = asyncio.get_running_loop().create_task
+        ctx = contextvars.copy_context()
+        for _ in range(batch):
+            await create(noop(), context=ctx)  # type: ignore[call-arg]
+
+    def timed(target: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> float:
+        start = time.perf_counter()
+        target.run_until_complete(coro)
+        return time.perf_counter() - start
+
+    try:
+        timed(plain, native_batch())  # warm-up: first runs pay for imports and caches
+        timed(ours, context_batch())
+        native: List[float] = []
+        context: List[float] = []
+        deadline = time.perf_counter() + budget
+        while len(native) < 5 or (time.perf_counter() < deadline and len(native) < 200):
+            native.append(timed(plain, native_batch()))
+            context.append(timed(ours, context_batch()))
+        return min(context) / min(native)
+    finally:
+        plain.close()
+        ours.close()
+
+
+def _python() -> str:
+    return f"{platform.python_implementation()} {platform.python_version()}"
+
+
+def _parse_loops(parser: argparse.ArgumentParser, given: Optional[List[str]]) -> List[str]:
+    if not given:
+        return installed_loops()
+    installed = installed_loops()
+    chosen: List[str] = []
+    for name in (part.strip() for item in given for part in item.split(",")):
+        if not name:
+            continue
+        if name not in KNOWN_LOOPS:
+            parser.error(f"unknown loop {name!r}: expected one of {', '.join(KNOWN_LOOPS)}")
+        if name not in installed:
+            parser.error(
+                f"loop {name!r} needs the {name} package, which is not installed "
+                f"for {sys.executable} (pip install {name})"
+            )
+        if name not in chosen:
+            chosen.append(name)
+    if not chosen:
+        parser.error("--loop: no loop named")
+    return chosen
+
+
+def _table(loops: Sequence[str], results: Dict[str, Dict[str, Optional[str]]]) -> List[str]:
+    title_width = max(len(title) for title, _ in CHECKS.values())
+    widths = [max(len(loop), 7) for loop in loops]
+    header = "check  " + "behaviour".ljust(title_width) + "  " + "  ".join(n.ljust(w) for n, w in zip(loops, widths))
+    lines = [header.rstrip()]
+    for check_id, (title, _) in CHECKS.items():
+        cells = ["PASS" if results[loop][check_id] is None else "FAIL" for loop in loops]
+        row = f"{check_id:<5}  {title.ljust(title_width)}  " + "  ".join(c.ljust(w) for c, w in zip(cells, widths))
+        lines.append(row.rstrip())
+    return lines
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the report; return the exit status (0: every check passes, 1: a failure)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m ctxloop",
+        description=(
+            "Check ctxloop's contract (the notebook's N1-N6, the semantics S1-S7) on this "
+            "interpreter for every installed event loop, and measure what a task created "
+            "with context= costs against a native one. Exit status 0 when every check passes."
+        ),
+    )
+    parser.add_argument(
+        "--loop",
+        action="append",
+        metavar="NAME",
+        help=f"check only this loop (repeatable, or a comma list); known: {', '.join(KNOWN_LOOPS)}",
+    )
+    parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    args = parser.parse_args(argv)
+    loops = _parse_loops(parser, args.loop)
+
+    from . import __version__
+
+    timeout = float(os.environ.get(_TIMEOUT_HOOK) or CHECK_TIMEOUT)
+    forced = _forced(os.environ.get(_FAIL_HOOK, ""))
+    results = {loop: run_checks(loop, timeout, forced) for loop in loops}
+    costs: Dict[str, Optional[float]] = {}
+    cost_errors: Dict[str, str] = {}
+    for loop in loops:
+        ok, value = _bounded(lambda loop=loop: measure_cost(loop), COST_TIMEOUT)  # type: ignore[misc]
+        costs[loop] = round(value, 3) if ok else None
+        if not ok:
+            cost_errors[loop] = value
+    passed = all(detail is None for per_loop in results.values() for detail in per_loop.values())
+
+    if args.json:
+        report = {
+            "ctxloop": __version__,
+            "python": _python(),
+            "platform": sys.platform,
+            "ok": passed,
+            "checks": [{"id": check_id, "title": title} for check_id, (title, _) in CHECKS.items()],
+            "loops": {
+                loop: {
+                    "ok": all(detail is None for detail in results[loop].values()),
+                    "results": {
+                        check_id: {"ok": detail is None, "detail": detail} for check_id, detail in results[loop].items()
+                    },
+                    "cost_ratio": costs[loop],
+                }
+                for loop in loops
+            },
+        }
+        print(json.dumps(report, indent=2))
+        return 0 if passed else 1
+
+    print(f"ctxloop {__version__} on {_python()} ({sys.platform}): N1-N6 and S1-S7 on {', '.join(loops)}")
+    print()
+    for line in _table(loops, results):
+        print(line)
+    failures = [(loop, check_id, detail) for loop in loops for check_id, detail in results[loop].items() if detail]
+    if failures:
+        print()
+        for loop, check_id, detail in failures:
+            print(f"FAIL {check_id} on {loop}: {detail}")
+    print()
+    print("cost of a task created with context= on a ctxloop loop, vs a native task on the plain loop")
+    print("(create + finish a trivial task; fastest of interleaved batches):")
+    for loop in loops:
+        cost = costs[loop]
+        figure = f"{cost:.2f}x" if cost is not None else f"not measured ({cost_errors[loop]})"
+        print(f"  {loop:<8} {figure}")
+    print()
+    checks = len(CHECKS) * len(loops)
+    print(f"{checks - len(failures)}/{checks} checks pass" + ("" if passed else f"; {len(failures)} FAIL"))
+    return 0 if passed else 1

@@ -1,0 +1,197 @@
+"""``python -m ctxloop``: the table, the exit status, ``--json``, ``--loop``, and failing checks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import pytest
+
+import ctxloop
+from ctxloop import _report
+
+ROOT = Path(__file__).resolve().parent.parent
+LOOPS = ["asyncio"] + (["uvloop"] if importlib.util.find_spec("uvloop") else [])
+CHECK_IDS = ["N1", "N2", "N3", "N4", "N5", "N5b", "N6", "S1", "S2", "S3", "S4", "S5", "S6", "S7"]
+
+
+def ctxloop_main(*args: str, env: Optional[Dict[str, str]] = None) -> "subprocess.CompletedProcess[str]":
+    """Run ``python -W error -m ctxloop ARGS`` on the source tree, in a subprocess."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("_CTXLOOP_REPORT")}
+    environ["PYTHONPATH"] = str(ROOT)
+    environ.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-W", "error", "-m", "ctxloop", *args],
+        cwd=ROOT,
+        env=environ,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def rows(stdout: str) -> Dict[str, List[str]]:
+    """The table's rows: check id -> its PASS/FAIL cells, one per loop column."""
+    table = {}
+    for line in stdout.splitlines():
+        words = line.split()
+        if words and words[0] in CHECK_IDS:
+            table[words[0]] = [w for w in words if w in ("PASS", "FAIL")]
+    return table
+
+
+def test_the_main_command_checks_every_installed_loop() -> None:
+    out = ctxloop_main()
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stderr == ""
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith(f"ctxloop {ctxloop.__version__} on ")
+    assert lines[0].endswith(f"on {', '.join(LOOPS)}")
+    header = next(line for line in lines if line.startswith("check "))
+    assert header.split()[2:] == LOOPS
+    assert rows(out.stdout) == {check_id: ["PASS"] * len(LOOPS) for check_id in CHECK_IDS}
+    for loop in LOOPS:
+        cost = next(line.split() for line in lines if line.startswith(f"  {loop} "))
+        assert cost[1].endswith("x") and float(cost[1][:-1]) > 0
+    total = len(CHECK_IDS) * len(LOOPS)
+    assert lines[-1] == f"{total}/{total} checks pass"
+
+
+def test_json_for_machines() -> None:
+    out = ctxloop_main("--json")
+    assert out.returncode == 0, out.stdout + out.stderr
+    report = json.loads(out.stdout)
+    assert set(report) == {"ctxloop", "python", "platform", "ok", "checks", "loops"}
+    assert report["ctxloop"] == ctxloop.__version__
+    assert report["ok"] is True
+    assert [check["id"] for check in report["checks"]] == CHECK_IDS
+    assert all(isinstance(check["title"], str) and check["title"] for check in report["checks"])
+    assert list(report["loops"]) == LOOPS
+    for per_loop in report["loops"].values():
+        assert per_loop["ok"] is True
+        assert per_loop["results"] == {check_id: {"ok": True, "detail": None} for check_id in CHECK_IDS}
+        assert isinstance(per_loop["cost_ratio"], float) and per_loop["cost_ratio"] > 0
+
+
+@pytest.mark.parametrize(
+    "args", [["--loop", "asyncio"], ["--loop", "asyncio,asyncio"], ["--loop=asyncio", "--loop", ""]]
+)
+def test_loop_picks_the_columns(args: List[str]) -> None:
+    out = ctxloop_main(*args)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert rows(out.stdout) == {check_id: ["PASS"] for check_id in CHECK_IDS}
+    assert "  uvloop " not in out.stdout
+
+
+@pytest.mark.skipif("uvloop" not in LOOPS, reason="uvloop is not installed for this Python")
+@pytest.mark.parametrize("args", [["--loop", "uvloop,asyncio"], ["--loop", "uvloop", "--loop", "asyncio"]])
+def test_loop_keeps_the_order_given(args: List[str]) -> None:
+    out = ctxloop_main("--json", *args)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert list(json.loads(out.stdout)["loops"]) == ["uvloop", "asyncio"]
+
+
+def test_unknown_loop_is_a_usage_error() -> None:
+    out = ctxloop_main("--loop", "asyncio,nosuchloop")
+    assert out.returncode == 2
+    assert out.stdout == ""
+    assert "unknown loop 'nosuchloop': expected one of asyncio, uvloop, winloop, rloop" in out.stderr
+
+
+def test_a_loop_that_is_not_installed_is_a_usage_error() -> None:
+    missing = [name for name in _report.KNOWN_LOOPS if importlib.util.find_spec(name) is None]
+    if not missing:
+        pytest.skip("every loop the report knows is installed here")
+    out = ctxloop_main("--loop", missing[0])
+    assert out.returncode == 2
+    assert out.stdout == ""
+    assert f"loop {missing[0]!r} needs the {missing[0]} package, which is not installed" in out.stderr
+    assert f"pip install {missing[0]}" in out.stderr
+
+
+def test_a_failing_check_makes_it_exit_1() -> None:
+    out = ctxloop_main(env={"_CTXLOOP_REPORT_FAIL": "N4"})
+    assert out.returncode == 1, out.stdout + out.stderr
+    table = rows(out.stdout)
+    assert table.pop("N4") == ["FAIL"] * len(LOOPS)
+    assert set(map(tuple, table.values())) == {("PASS",) * len(LOOPS)}
+    for loop in LOOPS:
+        assert f"FAIL N4 on {loop}: forced to fail by _CTXLOOP_REPORT_FAIL" in out.stdout
+    total = len(CHECK_IDS) * len(LOOPS)
+    assert out.stdout.splitlines()[-1] == f"{total - len(LOOPS)}/{total} checks pass; {len(LOOPS)} FAIL"
+
+
+def test_a_failing_check_in_json() -> None:
+    out = ctxloop_main("--json", "--loop", "asyncio", env={"_CTXLOOP_REPORT_FAIL": "S6"})
+    assert out.returncode == 1
+    report = json.loads(out.stdout)
+    assert report["ok"] is False
+    assert report["loops"]["asyncio"]["ok"] is False
+    assert report["loops"]["asyncio"]["results"]["S6"] == {
+        "ok": False,
+        "detail": "forced to fail by _CTXLOOP_REPORT_FAIL",
+    }
+    assert report["loops"]["asyncio"]["results"]["S5"] == {"ok": True, "detail": None}
+
+
+@pytest.mark.timeout(30)
+def test_a_check_that_never_returns_is_a_timeout_not_a_hang() -> None:
+    # The injected check blocks its thread for good, as a stuck loop would
+    # (CPython 3.11+ with an entered context hangs even under wait_for).
+    out = ctxloop_main("--loop", "asyncio", env={"_CTXLOOP_REPORT_FAIL": "S2:hang", "_CTXLOOP_REPORT_TIMEOUT": "0.5"})
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert rows(out.stdout)["S2"] == ["FAIL"]
+    assert rows(out.stdout)["S3"] == ["PASS"]
+    assert "FAIL S2 on asyncio: timeout" in out.stdout
+
+
+def test_help() -> None:
+    out = ctxloop_main("--help")
+    assert out.returncode == 0
+    assert "--loop NAME" in out.stdout and "--json" in out.stdout
+
+
+# The checks themselves must fail where the contract is broken. A loop that
+# gives a task a *copy* of ctx (what uvloop and anyio do) keeps N1-N6 and S1,
+# but loses S2 (ctx[var]) and S4 (get_context() is ctx).
+
+
+def _copying_loop() -> asyncio.AbstractEventLoop:
+    loop = ctxloop.new_event_loop()
+    exact = loop.create_task
+
+    def create_task(coro: Any, *, name: Optional[str] = None, context: Optional[contextvars.Context] = None) -> Any:
+        if isinstance(context, contextvars.Context):
+            context = context.run(contextvars.copy_context)
+        return exact(coro, name=name, context=context)  # type: ignore[call-arg]
+
+    loop.create_task = create_task  # type: ignore[method-assign]
+    return loop
+
+
+def test_the_checks_catch_a_loop_that_copies_the_context() -> None:
+    results = {
+        check_id: _report._bounded(lambda check=check: check(_copying_loop, 5.0), 10.0)
+        for check_id, (_, check) in _report.CHECKS.items()
+    }
+    failed = {check_id for check_id, (ok, _) in results.items() if not ok}
+    assert failed == {"S2", "S4"}, results
+    # The task's writes never reach ctx; a between-steps write never reaches the task.
+    assert results["S2"][1] == (
+        "got [None, 'set by the task', 'set between its steps', 'unset'], "
+        "expected ['set by the task', 'set between its steps', 'set between its steps', 'unset']"
+    )
+    assert results["S4"][1] == "got [False, False, True, True], expected [True, True, True, True]"
+
+
+def test_the_checks_pass_on_ctxloop_loops(loop_name: str) -> None:
+    results = _report.run_checks(loop_name, 5.0, {})
+    assert results == dict.fromkeys(CHECK_IDS)
