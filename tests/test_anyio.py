@@ -52,7 +52,7 @@ def asyncio_backend(request: pytest.FixtureRequest) -> str:
 def test_anyio_runs_on_the_ctxloop_loop_it_was_given(asyncio_backend: str) -> None:
     async def main() -> Tuple[str, bool]:
         loop = asyncio.get_running_loop()
-        return type(loop).__module__.split(".")[0], loop.__dict__.get("_ctxloop_enabled", False)
+        return type(loop).__module__.split(".")[0], getattr(loop, "_ctxloop_enabled", False)
 
     expected = "uvloop" if asyncio_backend.endswith("uvloop") else "asyncio"
     assert anyio_run(asyncio_backend, main) == (expected, True)
