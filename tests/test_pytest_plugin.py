@@ -1,0 +1,466 @@
+"""ctxloop's pytest plugin (``--ctxloop``): each inner session runs in a subprocess (pytester).
+
+A subprocess per inner session, because an active plugin changes
+process-wide state for its session (pytest-asyncio's runner on 3.8-3.10, the
+event loop policy), and a hang must be bounded: every inner run has a timeout
+and the inner ini sets pytest-timeout's too.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import List, Tuple
+
+import pytest
+
+import ctxloop
+
+pytest_plugins = ["pytester"]
+
+ROOT = Path(ctxloop.__file__).resolve().parent.parent
+LOOPS = ["asyncio"] + (["uvloop"] if importlib.util.find_spec("uvloop") else [])
+ALL_LOOPS = ",".join(LOOPS)
+INNER_TIMEOUT = 90  # seconds for one inner session (PyPy starts slowly)
+
+
+def _version(name: str) -> Tuple[int, ...]:
+    return tuple(int(re.match(r"\d*", part).group() or 0) for part in importlib.metadata.version(name).split(".")[:2])  # type: ignore[union-attr]
+
+
+PYTEST_ASYNCIO = _version("pytest-asyncio")
+HAS_TRIO = importlib.util.find_spec("trio") is not None
+
+INI = """
+[pytest]
+asyncio_mode = strict
+asyncio_default_fixture_loop_scope = function
+filterwarnings = error
+addopts = -p no:cacheprovider
+timeout = 60
+"""
+
+
+@pytest.fixture
+def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A pytester whose subprocesses import this source tree's ctxloop (and so its plugin)."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
+    pytester.makeini(INI)
+    return pytester
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess(*args, timeout=INNER_TIMEOUT)
+
+
+def ids(result: pytest.RunResult) -> List[str]:
+    """The test ids a ``-v`` run reports with an outcome, in order."""
+    return re.findall(r"^[^\s:]+\.py::(\S+) (?:PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)", result.stdout.str(), re.M)
+
+
+# -- inert unless asked -------------------------------------------------------
+
+LOOP_PROBE = """
+import asyncio
+import pytest
+
+
+def probe(request):
+    loop = asyncio.get_running_loop()
+    with open(request.config.rootpath / "probes.txt", "a") as probes:
+        print(request.node.name, type(loop).__module__, loop.get_task_factory() is not None, file=probes)
+
+
+@pytest.mark.asyncio
+async def test_asyncio_loop(request):
+    probe(request)
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_anyio_loop(request, anyio_backend):
+    probe(request)
+"""
+
+
+def probes(pytester: pytest.Pytester) -> List[Tuple[str, str, str]]:
+    """(test name, loop module, has a task factory) for each LOOP_PROBE test of the last run; then forget them."""
+    path = pytester.path / "probes.txt"
+    lines = path.read_text().splitlines()
+    path.unlink()
+    return [tuple(line.split()) for line in lines]  # type: ignore[misc]
+
+
+@pytest.mark.timeout(3 * INNER_TIMEOUT)
+def test_inert_without_the_option(inner: pytest.Pytester) -> None:
+    inner.makepyfile(test_probe=LOOP_PROBE)
+    # The entry point is installed: --ctxloop exists, and -p no:ctxloop removes it.
+    assert "--ctxloop=LOOPS" in run(inner, "--help").stdout.str()
+    runs = []
+    for args in (["-p", "no:ctxloop"], [], ["--ctxloop="]):
+        result = run(inner, "-v", *args)
+        result.assert_outcomes(passed=2)
+        assert "ctxloop:" not in result.stdout.str()  # no header line: not active
+        runs.append((ids(result), probes(inner)))
+    without, present, turned_off = runs
+    assert present == without == turned_off
+    assert present[0] == ["test_asyncio_loop", "test_anyio_loop"]
+    # The loops are the frameworks' own: no task factory (a ctxloop loop always has one).
+    assert [has_factory for _, _, has_factory in present[1]] == ["False", "False"]
+
+
+# -- one run per loop, each a ctxloop loop --------------------------------------
+
+
+def expected_probes(names: List[str]) -> List[Tuple[str, str, str]]:
+    module = {"asyncio": "asyncio.unix_events", "uvloop": "uvloop"}
+    return [(name, module[name.rsplit("ctxloop-", 1)[1].rstrip("]")], "True") for name in names]
+
+
+@pytest.mark.timeout(2 * INNER_TIMEOUT)
+def test_each_async_test_runs_once_per_loop(inner: pytest.Pytester) -> None:
+    inner.makepyfile(test_probe=LOOP_PROBE)
+    result = run(inner, "-v", f"--ctxloop={ALL_LOOPS}")
+    result.assert_outcomes(passed=2 * len(LOOPS))
+    expected = [f"test_asyncio_loop[ctxloop-{name}]" for name in LOOPS]
+    expected += [f"test_anyio_loop[ctxloop-{name}]" for name in LOOPS]
+    assert ids(result) == expected
+    assert probes(inner) == expected_probes(expected)
+    result.stdout.fnmatch_lines([f"ctxloop: {', '.join('ctxloop-' + name for name in LOOPS)} (from --ctxloop=*"])
+
+
+@pytest.mark.timeout(2 * INNER_TIMEOUT)
+def test_ini_option_and_its_override(inner: pytest.Pytester) -> None:
+    inner.makeini(INI + f"ctxloop = {' '.join(LOOPS)}\n")
+    inner.makepyfile(test_probe=LOOP_PROBE)
+    from_ini = run(inner, "-v")
+    from_ini.assert_outcomes(passed=2 * len(LOOPS))
+    expected = [f"test_asyncio_loop[ctxloop-{name}]" for name in LOOPS]
+    expected += [f"test_anyio_loop[ctxloop-{name}]" for name in LOOPS]
+    assert ids(from_ini) == expected
+    assert probes(inner) == expected_probes(expected)
+    overridden = run(inner, "-v", "--ctxloop=asyncio")
+    # pytest-asyncio 1.4+ leaves the id out when there is one loop factory.
+    asyncio_id = "test_asyncio_loop" if PYTEST_ASYNCIO >= (1, 4) else "test_asyncio_loop[ctxloop-asyncio]"
+    assert ids(overridden) == [asyncio_id, "test_anyio_loop[ctxloop-asyncio]"]
+    anyio_probe = expected_probes(["test_anyio_loop[ctxloop-asyncio]"])
+    assert probes(inner) == [(asyncio_id, "asyncio.unix_events", "True"), *anyio_probe]
+
+
+@pytest.mark.timeout(2 * INNER_TIMEOUT)
+def test_unknown_loop_is_a_usage_error(inner: pytest.Pytester) -> None:
+    inner.makepyfile(test_probe=LOOP_PROBE)
+    result = run(inner, "--ctxloop=asyncio,nosuchloop")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*--ctxloop=asyncio,nosuchloop: unknown loop 'nosuchloop'; expected a comma-separated list of: asyncio, uv*"]
+    )
+    inner.makeini(INI + "ctxloop = asyncio bogus\n")
+    result = run(inner)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*ini option ctxloop = asyncio bogus: unknown loop 'bogus'*"])
+
+
+@pytest.mark.timeout(INNER_TIMEOUT + 30)
+def test_missing_uvloop_is_a_usage_error_naming_it(inner: pytest.Pytester) -> None:
+    if "uvloop" in LOOPS:
+        # Hide the installed uvloop from the inner session (its directory is first on sys.path).
+        inner.makepyfile(uvloop="raise ImportError('uvloop hidden by the test')")
+    inner.makepyfile(test_probe=LOOP_PROBE)
+    result = run(inner, "--ctxloop=asyncio,uvloop")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    message = (
+        "ERROR: --ctxloop=asyncio,uvloop: loop 'uvloop' needs the uvloop package, which is not installed for "
+        f"this Python ({sys.executable}); install it with: pip install 'ctxloop[uvloop]', or leave 'uvloop' out"
+    )
+    assert message in result.stderr.lines
+
+
+# -- the fixture contextvar bug (3.8-3.10) --------------------------------------
+
+FIXTURE_CONTEXT = """
+import contextvars
+import pytest
+import pytest_asyncio
+
+var = contextvars.ContextVar("var", default="unset")
+gen_var = contextvars.ContextVar("gen_var", default="unset")
+
+
+@pytest_asyncio.fixture
+async def coro_fixture():
+    var.set("set by the fixture")
+
+
+@pytest_asyncio.fixture
+async def gen_fixture():
+    token = gen_var.set("set by the generator")
+    yield
+    assert gen_var.get() == "set by the generator"
+    gen_var.reset(token)  # a token only works in the context that made it
+
+
+@pytest.mark.asyncio
+async def test_sees_fixture_values(coro_fixture, gen_fixture):
+    assert (var.get(), gen_var.get()) == ("set by the fixture", "set by the generator")
+
+
+def test_values_undone_after_the_fixtures():
+    assert (var.get(), gen_var.get()) == ("unset", "unset")
+"""
+
+# Plain uvloop, chosen the way each pytest-asyncio offers (no ctxloop involved).
+PLAIN_UVLOOP_CONFTEST = {
+    "hook": """
+import uvloop
+
+def pytest_asyncio_loop_factories(config, item):
+    return {"uvloop": uvloop.new_event_loop}
+""",
+    "policy": """
+import pytest
+import uvloop
+
+@pytest.fixture(scope="session")
+def event_loop_policy():
+    return uvloop.EventLoopPolicy()
+""",
+}
+
+
+def has_fixture_bug(loop: str) -> bool:
+    """Where plain pytest-asyncio loses a contextvar set in an async fixture (measured).
+
+    pytest-asyncio before 1.0 runs a fixture as a task in a throwaway copy of the
+    context, on any loop. 1.x on 3.8-3.10 hands the fixture's context to its task
+    by patching asyncio.tasks.Task, which uvloop never sees.
+    """
+    return PYTEST_ASYNCIO < (1, 0) or (sys.version_info < (3, 11) and loop == "uvloop")
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.timeout(INNER_TIMEOUT + 30)
+def test_fixture_contextvar_lost_without_ctxloop(inner: pytest.Pytester, loop: str) -> None:
+    if not has_fixture_bug(loop):
+        pytest.skip(
+            f"pytest-asyncio {'.'.join(map(str, PYTEST_ASYNCIO))} on Python {sys.version_info[0]}."
+            f"{sys.version_info[1]} with {loop} already shows a fixture's contextvar in the test: no bug to show"
+        )
+    if loop == "uvloop":
+        inner.makeconftest(PLAIN_UVLOOP_CONFTEST["hook" if PYTEST_ASYNCIO >= (1, 4) else "policy"])
+    inner.makepyfile(test_fixture_context=FIXTURE_CONTEXT)
+    result = run(inner, "-v")
+    result.stdout.fnmatch_lines(["*test_sees_fixture_values* FAILED*"])
+    assert "AssertionError" in result.stdout.str()
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.timeout(INNER_TIMEOUT + 30)
+def test_fixture_contextvar_seen_with_ctxloop(inner: pytest.Pytester, loop: str) -> None:
+    inner.makepyfile(test_fixture_context=FIXTURE_CONTEXT)
+    result = run(inner, "-v", f"--ctxloop={loop}")
+    result.assert_outcomes(passed=2)
+    assert "test_values_undone_after_the_fixtures PASSED" in result.stdout.str()
+
+
+@pytest.mark.timeout(INNER_TIMEOUT + 30)
+def test_loop_scopes_and_parametrized_tests(inner: pytest.Pytester) -> None:
+    inner.makepyfile(
+        test_scopes="""
+import asyncio
+import contextvars
+import pytest
+
+var = contextvars.ContextVar("var", default="unset")
+loops = {}
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_first(request):
+    loops[request.node.callspec.id] = asyncio.get_running_loop()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_second_shares_the_module_loop(request):
+    assert asyncio.get_running_loop() is loops[request.node.callspec.id]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("n", [1, 2])
+async def test_task_context(n):
+    ctx = contextvars.copy_context()
+
+    async def child():
+        var.set(n)
+
+    await asyncio.get_running_loop().create_task(child(), context=ctx)
+    assert (ctx[var], var.get()) == (n, "unset")
+
+
+class TestInAClass:
+    @pytest.mark.asyncio
+    async def test_method(self):
+        assert asyncio.get_running_loop().get_task_factory() is not None
+"""
+    )
+    result = run(inner, "-v", f"--ctxloop={ALL_LOOPS}")
+    result.assert_outcomes(passed=5 * len(LOOPS))
+    assert set(ids(result)) == {
+        test.format(name)
+        for name in LOOPS
+        for test in (
+            "test_first[ctxloop-{}]",
+            "test_second_shares_the_module_loop[ctxloop-{}]",
+            "test_task_context[ctxloop-{}-1]",
+            "test_task_context[ctxloop-{}-2]",
+            "TestInAClass::test_method[ctxloop-{}]",
+        )
+    }
+
+
+@pytest.mark.skipif(
+    PYTEST_ASYNCIO < (1, 4), reason="mark.asyncio(loop_factories=...) exists from pytest-asyncio 1.4 on"
+)
+@pytest.mark.timeout(INNER_TIMEOUT + 30)
+def test_mark_asyncio_picks_a_ctxloop_loop(inner: pytest.Pytester) -> None:
+    inner.makepyfile(
+        test_probe=LOOP_PROBE.replace(
+            "@pytest.mark.asyncio\n", "@pytest.mark.asyncio(loop_factories=['ctxloop-asyncio'])\n"
+        )
+    )
+    result = run(inner, "-v", f"--ctxloop={ALL_LOOPS}")
+    result.assert_outcomes(passed=1 + len(LOOPS))
+    # One factory picked by the mark: pytest-asyncio leaves the id out.
+    assert ids(result)[0] == "test_asyncio_loop"
+    assert probes(inner)[0] == ("test_asyncio_loop", "asyncio.unix_events", "True")
+
+
+# -- anyio ------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(INNER_TIMEOUT + 30)
+def test_anyio_options_kept_and_other_backends_run_once(inner: pytest.Pytester) -> None:
+    inner.makepyfile(
+        test_anyio="""
+import asyncio
+import pytest
+
+BACKENDS = [("asyncio", {"debug": True})] + (["trio"] if {has_trio} else [])
+
+
+@pytest.fixture(params=BACKENDS, ids=lambda backend: backend if isinstance(backend, str) else backend[0])
+def anyio_backend(request):
+    return request.param
+
+
+@pytest.mark.anyio
+async def test_backend(anyio_backend, anyio_backend_options):
+    if anyio_backend == "trio":
+        return
+    loop = asyncio.get_running_loop()
+    assert loop.get_debug()  # the project's own option is kept
+    assert anyio_backend_options["loop_factory"].__name__.startswith("loop_factory(")
+    assert loop.get_task_factory() is not None
+""".replace("{has_trio}", str(HAS_TRIO))
+    )
+    result = run(inner, "-v", "-rs", f"--ctxloop={ALL_LOOPS}")
+    passed = len(LOOPS) + (1 if HAS_TRIO else 0)
+    skipped = len(LOOPS) - 1 if HAS_TRIO else 0
+    result.assert_outcomes(passed=passed, skipped=skipped)
+    expected = {f"test_backend[asyncio-ctxloop-{name}]" for name in LOOPS}
+    if HAS_TRIO:
+        expected |= {f"test_backend[trio-ctxloop-{name}]" for name in LOOPS}
+        if skipped:
+            result.stdout.fnmatch_lines(
+                ["*anyio backend 'trio' has no asyncio loop; it runs once, as [[]ctxloop-asyncio[]]*"]
+            )
+    assert set(ids(result)) == expected
+
+
+# -- the example and the README ---------------------------------------------------
+
+DEMO = ROOT / "examples" / "pytest_demo"
+
+
+@pytest.mark.timeout(INNER_TIMEOUT + 30)
+def test_demo_passes_on_every_loop() -> None:
+    command = [sys.executable, "-m", "pytest", str(DEMO), f"--ctxloop={ALL_LOOPS}", "-v"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("PYTEST_ADDOPTS", None)
+    done = subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=INNER_TIMEOUT, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{2 * len(LOOPS)} passed" in done.stdout
+    for name in LOOPS:
+        for test in ("test_fixture_value_reaches_the_test", "test_task_runs_in_the_given_context"):
+            assert f"demo_contextvars.py::{test}[ctxloop-{name}] PASSED" in done.stdout
+
+
+@pytest.mark.timeout(INNER_TIMEOUT + 30)
+def test_demo_is_not_collected_by_the_project() -> None:
+    command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "examples"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=INNER_TIMEOUT, check=False)
+    assert "pytest_demo" not in done.stdout + done.stderr
+    assert (ROOT / "pyproject.toml").read_text().count('testpaths = ["tests"]') == 1
+
+
+def readme_section() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("### pytest\n")
+    end = re.compile(r"^(#{2,3} |<!-- integrations -->)", re.M).search(text, start + 1)
+    assert end is not None
+    return text[start : end.start()]
+
+
+def fenced(section: str, language: str) -> List[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", section, re.M | re.S)
+
+
+@pytest.mark.timeout(2 * INNER_TIMEOUT)
+def test_readme_snippet_runs(inner: pytest.Pytester) -> None:
+    section = readme_section()
+    (module,) = fenced(section, "python")
+    (command,) = fenced(section, "sh")
+    filename = re.search(r"^# (test_\w+\.py)$", module, re.M).group(1)  # type: ignore[union-attr]
+    (inner.path / filename).write_text(module, encoding="utf-8")
+    (config,) = fenced(section, "toml")
+    assert config == '[tool.pytest.ini_options]\nctxloop = "asyncio uvloop"\n'
+    argv = shlex.split(command.splitlines()[0])
+    assert argv[:3] == ["python", "-m", "pytest"] and "--ctxloop=asyncio,uvloop" in argv
+    result = run(inner, *argv[3:])  # the command, verbatim
+    if "uvloop" not in LOOPS:
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines(["*loop 'uvloop' needs the uvloop package*"])
+        result = run(inner, *[arg.replace("asyncio,uvloop", "asyncio") for arg in argv[3:]])
+    tests = re.findall(r"^async def (test_\w+)", module, re.M)
+    assert len(tests) >= 3
+    result.assert_outcomes(passed=len(tests) * len(LOOPS))
+    # The output the README shows is the output it gets.
+    shown = [line[2:] for line in command.splitlines()[1:] if line.startswith("# ")]
+    assert shown
+    for line in shown:
+        if "uvloop" in LOOPS or "uvloop" not in line:
+            assert line in result.stdout.str()
+    # The ini route: the README's pyproject.toml, plus the inner options, instead of tox.ini.
+    (inner.path / "tox.ini").unlink()
+    options = "".join(f'{key.strip()} = "{value.strip()}"\n' for key, value in re.findall(r"^(\w+) =(.*)$", INI, re.M))
+    (inner.path / "pyproject.toml").write_text(config + options, encoding="utf-8")
+    from_ini = run(inner, "-v")
+    if "uvloop" not in LOOPS:
+        assert from_ini.ret == pytest.ExitCode.USAGE_ERROR
+        from_ini.stderr.fnmatch_lines(["*ini option ctxloop = asyncio uvloop: loop 'uvloop' needs the uvloop package*"])
+    else:
+        from_ini.assert_outcomes(passed=len(tests) * len(LOOPS))
+        assert set(ids(from_ini)) == set(ids(result))
