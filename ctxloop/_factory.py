@@ -10,6 +10,7 @@ and, from 0.23 on 3.13+, ``eager_start=``. Both factories accept ``**kwargs``.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import sys
 from typing import Any, Callable, Coroutine, Dict, FrozenSet, Optional
@@ -69,6 +70,24 @@ def _accepted_keywords(factory: Callable[..., Any]) -> Optional[FrozenSet[str]]:
     return frozenset(names)
 
 
+def _report_binding(task: Any, coro: Coroutine[Any, Any, Any], context: contextvars.Context) -> None:
+    """Make a task built by a foreign factory report *coro* and *context* (S4, S5).
+
+    ctxloop's own Task unwraps its binding itself; any other task steps the
+    binding and would report it from ``get_coro()``, and its own copy from
+    ``get_context()``. Instance attributes fix both for that one task; the
+    closures hold the coroutine and context, never the task (no cycle).
+    """
+    get_coro = getattr(task, "get_coro", None)
+    if get_coro is None or get_coro() is coro:
+        return
+    try:
+        task.get_coro = lambda: coro
+        task.get_context = lambda: context
+    except AttributeError:
+        pass  # a future type without a __dict__: it keeps what it reports
+
+
 def chain_task_factory(inner: Optional[TaskFactory]) -> TaskFactory:
     """Wrap the task factory *inner* so that it honours ``context=`` exactly.
 
@@ -96,15 +115,17 @@ def chain_task_factory(inner: Optional[TaskFactory]) -> TaskFactory:
         context = kwargs.pop("context", None)
         name = kwargs.pop("name", None)
         forwarded: Dict[str, Any] = kwargs if accepted is _ANY else {k: v for k, v in kwargs.items() if k in accepted}
-        if context is not None:
-            if takes_context:
+        if context is None or takes_context:
+            if context is not None:
                 forwarded["context"] = check_context(context)
-            else:
-                coro = TaskCoroutine(coro, context)  # type: ignore[assignment]
-        if name is not None and takes_name:
-            forwarded["name"] = name
-            return inner(loop, coro, **forwarded)
-        task = inner(loop, coro, **forwarded)
+            if name is not None and takes_name:
+                forwarded["name"] = name
+                return inner(loop, coro, **forwarded)
+            task = inner(loop, coro, **forwarded)
+        else:
+            # inner cannot take context=: it gets the coroutine bound to it.
+            task = inner(loop, TaskCoroutine(coro, context), **forwarded)
+            _report_binding(task, coro, context)
         if name is not None:
             task.set_name(name)  # type: ignore[attr-defined]
         return task

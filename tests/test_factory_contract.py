@@ -250,12 +250,6 @@ def test_loop_factory_route_emits_no_warning_and_imports_no_policy() -> None:
     assert (result.returncode, result.stdout.strip(), result.stderr) == (0, "clean", "")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: chain_task_factory binds the coroutine for an inner factory without context=; "
-    "a Task the inner builds itself (not ctxloop.Task) then shows the wrapper in get_coro() "
-    "and a copy in get_context() (S4, S5). Reported in issue 5's closing note.",
-)
 def test_chain_task_factory_with_a_foreign_task_keeps_s4_s5() -> None:
     def inner(loop: Any, coro: Any) -> Any:
         return asyncio.Task(coro, loop=loop)  # a factory from before context= existed
