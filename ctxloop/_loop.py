@@ -93,7 +93,7 @@ def _create_task_keeping_name(
     loop._check_closed()  # type: ignore[attr-defined]
     factory = loop.get_task_factory()
     assert factory is not None
-    return factory(loop, coro, name=name, context=context)  # type: ignore[return-value]
+    return factory(loop, coro, name=name, context=context)  # type: ignore[call-arg, return-value]
 
 
 def enable(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
