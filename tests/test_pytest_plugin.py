@@ -104,6 +104,14 @@ def probes(pytester: pytest.Pytester) -> List[Tuple[str, str, str]]:
 
 @pytest.mark.timeout(3 * INNER_TIMEOUT)
 def test_inert_without_the_option(inner: pytest.Pytester) -> None:
+    # pytest-asyncio 1.2 (Python 3.9) leaves an event loop unclosed when an anyio
+    # test follows, with or without ctxloop: its ResourceWarning is not ours to judge.
+    inner.makeini(
+        INI.replace(
+            "filterwarnings = error",
+            "filterwarnings =\n    error\n    ignore:Exception ignored in:pytest.PytestUnraisableExceptionWarning",
+        )
+    )
     inner.makepyfile(test_probe=LOOP_PROBE)
     # The entry point is installed: --ctxloop exists, and -p no:ctxloop removes it.
     assert "--ctxloop=LOOPS" in run(inner, "--help").stdout.str()
