@@ -15,8 +15,9 @@ import inspect
 import sys
 from typing import Any, Callable, Coroutine, Dict, FrozenSet, Optional
 
-from ._binding import TaskCoroutine, check_context
-from ._task import Task
+from . import _task
+from ._binding import TaskCoroutine, bind_task, check_context
+from ._task import Task, _Task
 
 __all__ = ["TaskFactory", "chain_task_factory", "task_factory"]
 
@@ -27,29 +28,54 @@ if sys.version_info >= (3, 12):
     _NativeTask = asyncio.Task
 
     def task_factory(
-        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any
+        loop: asyncio.AbstractEventLoop,
+        coro: Coroutine[Any, Any, Any],
+        *,
+        context: Optional[contextvars.Context] = None,
+        **kwargs: Any,
     ) -> asyncio.Task[Any]:
         """Create a task for *loop*; use as ``loop.set_task_factory(ctxloop.task_factory)``.
 
         Honours ``name=``, ``context=`` (that Context itself, checked: S6, S7)
         and, on 3.12+, ``eager_start=``.
         """
-        context = kwargs.get("context")
+        # A named context= and plain calls without **kwargs: every task a
+        # ctxloop loop makes comes through here.
         if context is not None:
             check_context(context)
-        return _NativeTask(coro, loop=loop, **kwargs)
+            if kwargs:
+                return _NativeTask(coro, loop=loop, context=context, **kwargs)
+            return _NativeTask(coro, loop=loop, context=context)
+        if kwargs:
+            return _NativeTask(coro, loop=loop, **kwargs)
+        return _NativeTask(coro, loop=loop)
 
 else:
 
     def task_factory(
-        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any
+        loop: asyncio.AbstractEventLoop,
+        coro: Coroutine[Any, Any, Any],
+        *,
+        context: Optional[contextvars.Context] = None,
+        **kwargs: Any,
     ) -> asyncio.Task[Any]:
         """Create a task for *loop*; use as ``loop.set_task_factory(ctxloop.task_factory)``.
 
         Honours ``name=`` and ``context=`` (that Context itself, not a copy,
         checked: S6, S7); ``eager_start=`` does not exist before 3.12.
         """
-        return Task(coro, loop=loop, **kwargs)
+        if kwargs:  # name= (or a keyword Task refuses, with Task's own error)
+            return Task(coro, loop=loop, context=context, **kwargs)
+        if context is None:
+            return _Task(coro, loop=loop)
+        if _NATIVE_CONTEXT:  # 3.11: asyncio's Task takes context=
+            check_context(context)
+            return _Task(coro, loop=loop, context=context)
+        return _Task(bind_task(coro, context), loop=loop)
+
+
+_NATIVE_CONTEXT = sys.version_info >= (3, 11)
+_task._own_factory = task_factory  # see _task._own_factory
 
 
 _ANY = None  # marks a factory that takes **kwargs

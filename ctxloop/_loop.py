@@ -19,8 +19,9 @@ import sys
 import types
 from typing import Any, Callable, Coroutine, Optional, Union
 
-from ._binding import TaskCoroutine
-from ._factory import TaskFactory, chain_task_factory
+from ._binding import bind_task
+from ._factory import TaskFactory, chain_task_factory, task_factory
+from ._task import _Task
 
 __all__ = ["LoopBase", "enable", "loop_factory", "new_event_loop", "resolve_base"]
 
@@ -72,8 +73,57 @@ if sys.version_info < (3, 11):
         context: Optional[contextvars.Context] = None,
     ) -> asyncio.Task[Any]:
         if context is not None:
-            coro = TaskCoroutine(coro, context)
+            coro = bind_task(coro, context)
         return type(loop).create_task(loop, coro, name=name)  # type: ignore[arg-type]
+
+    def _direct_create_task(loop: asyncio.AbstractEventLoop) -> Callable[..., asyncio.Task[Any]]:
+        # For a loop whose class's create_task is asyncio's or uvloop's: with
+        # ctxloop's own factory, that create_task would check the loop is
+        # open, call the factory (a Python frame) and name the task; this does
+        # the same with no frame besides its own. Any other factory, or a
+        # create_task of another class (which may do more), takes the full path.
+        if isinstance(loop, asyncio.BaseEventLoop):
+
+            def create_task(
+                coro: Coroutine[Any, Any, Any],
+                *,
+                name: Optional[str] = None,
+                context: Optional[contextvars.Context] = None,
+            ) -> asyncio.Task[Any]:
+                if loop._task_factory is not task_factory:  # type: ignore[attr-defined]
+                    return _create_task(loop, coro, name=name, context=context)
+                if loop._closed:  # type: ignore[attr-defined]
+                    raise RuntimeError("Event loop is closed")  # BaseEventLoop._check_closed()
+                if context is not None:
+                    coro = bind_task(coro, context)
+                return _Task(coro, loop=loop, name=name)
+
+        else:
+            get_task_factory = loop.get_task_factory
+            is_closed = loop.is_closed
+
+            def create_task(
+                coro: Coroutine[Any, Any, Any],
+                *,
+                name: Optional[str] = None,
+                context: Optional[contextvars.Context] = None,
+            ) -> asyncio.Task[Any]:
+                if get_task_factory() is not task_factory:
+                    return _create_task(loop, coro, name=name, context=context)
+                if is_closed():
+                    raise RuntimeError("Event loop is closed")
+                if context is not None:
+                    coro = bind_task(coro, context)
+                return _Task(coro, loop=loop, name=name)
+
+        return create_task
+
+    def _known_create_task(loop: asyncio.AbstractEventLoop) -> bool:
+        method = type(loop).create_task
+        if method is asyncio.BaseEventLoop.create_task:
+            return True
+        uvloop = sys.modules.get("uvloop.loop")  # never imported here
+        return uvloop is not None and method is getattr(uvloop.Loop, "create_task", None)
 
 
 # CPython 3.13.0-3.13.2: BaseEventLoop.create_task() with a task factory calls
@@ -111,7 +161,10 @@ def enable(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
     # loop of it) stays untouched.
     loop.set_task_factory = types.MethodType(_set_task_factory, loop)  # type: ignore[method-assign]
     if sys.version_info < (3, 11):
-        loop.create_task = types.MethodType(_create_task, loop)  # type: ignore[method-assign]
+        if _known_create_task(loop):
+            loop.create_task = _direct_create_task(loop)  # type: ignore[method-assign]
+        else:
+            loop.create_task = types.MethodType(_create_task, loop)  # type: ignore[method-assign]
     elif _RENAMES_TO_NONE and isinstance(loop, asyncio.BaseEventLoop):
         loop.create_task = types.MethodType(_create_task_keeping_name, loop)  # type: ignore[method-assign]
     setattr(loop, _MARK, True)

@@ -16,15 +16,21 @@ import asyncio
 import contextvars
 import gc
 import sys
-from typing import Any, Coroutine, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Coroutine, Optional, TypeVar
 
-from ._binding import TaskCoroutine, check_context
+from ._binding import TaskCoroutine, bind_task, check_context
 
 __all__ = ["Task", "create_task"]
 
 _T = TypeVar("_T")
 _get_running_loop = asyncio.get_running_loop
 _Context = contextvars.Context
+
+# ctxloop.task_factory, set by _factory.py (which imports this module). A loop
+# whose factory it is (a ctxloop loop with no factory of the user's) would
+# only pass the coroutine on to the Task made here: create_task makes that
+# Task itself, saving the loop's create_task and the factory (two Python frames).
+_own_factory: Any = None
 
 # The C Task (CPython) keeps its context in a slot that Python cannot read
 # before 3.12, but its tp_traverse visits that slot before any other Context
@@ -81,9 +87,14 @@ if sys.version_info >= (3, 12):
         inside *context* itself. A non-Context raises ``TypeError`` and an
         entered Context ``RuntimeError``, here, at creation.
         """
+        loop = _get_running_loop()
         if context is not None:
             check_context(context)
-        return _get_running_loop().create_task(coro, name=name, context=context)
+        if loop.get_task_factory() is _own_factory:
+            return _Task(coro, loop=loop, name=name, context=context)
+        return loop.create_task(coro, name=name, context=context)
+
+    _Task = asyncio.Task
 
 elif sys.version_info >= (3, 11):
 
@@ -108,6 +119,16 @@ elif sys.version_info >= (3, 11):
             """Return the Context this task runs in (the given one, or its copy)."""
             return _task_context(self)
 
+    class _Task(Task):
+        # The Task ctxloop makes once the context is checked: asyncio's C
+        # __init__ (a slot wrapper assigned here becomes the C tp_init), so
+        # no Python frame runs to create it.
+        __slots__ = ()
+        if not TYPE_CHECKING:  # mypy: the signature is Task's
+            __init__ = asyncio.Task.__init__
+
+    _Task.__name__ = _Task.__qualname__ = "Task"  # repr() shows <Task ...>
+
     def create_task(  # type: ignore[misc]
         coro: Coroutine[Any, Any, _T],
         *,
@@ -122,10 +143,11 @@ elif sys.version_info >= (3, 11):
         entered Context ``RuntimeError``, here, at creation.
         """
         loop = _get_running_loop()
-        if loop.get_task_factory() is None:
-            return Task(coro, loop=loop, name=name, context=context)
         if context is not None:
             check_context(context)
+        factory = loop.get_task_factory()
+        if factory is None or factory is _own_factory:
+            return _Task(coro, loop=loop, name=name, context=context)
         return loop.create_task(coro, name=name, context=context)
 
 else:
@@ -150,7 +172,7 @@ else:
         ) -> None:
             if context is not None:
                 try:
-                    coro = TaskCoroutine(coro, context)
+                    coro = bind_task(coro, context)
                 except BaseException:
                     # Refused before Future.__init__ ran: the pure-Python Task
                     # (PyPy) would report itself "destroyed but pending".
@@ -170,6 +192,16 @@ else:
                 return coro._context
             return _task_context(self)
 
+    class _Task(Task):  # type: ignore[no-redef]
+        # The Task ctxloop makes once the coroutine is bound: asyncio's C
+        # __init__ (a slot wrapper assigned here becomes the C tp_init), so
+        # no Python frame runs to create it.
+        __slots__ = ()
+        if not TYPE_CHECKING:  # mypy: the signature is Task's
+            __init__ = asyncio.Task.__init__
+
+    _Task.__name__ = _Task.__qualname__ = "Task"  # repr() shows <Task ...>
+
     def create_task(  # type: ignore[misc]
         coro: Coroutine[Any, Any, _T],
         *,
@@ -184,9 +216,10 @@ else:
         entered Context ``RuntimeError``, here, at creation.
         """
         loop = _get_running_loop()
-        if loop.get_task_factory() is None:
-            return Task(coro, loop=loop, name=name, context=context)
         if context is not None:
             # Any factory can step a bound coroutine; only ctxloop's unwraps it.
-            coro = TaskCoroutine(coro, context)
+            coro = bind_task(coro, context)
+        factory = loop.get_task_factory()
+        if factory is None or factory is _own_factory:
+            return _Task(coro, loop=loop, name=name)
         return loop.create_task(coro, name=name)
