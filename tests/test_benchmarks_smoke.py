@@ -1,0 +1,60 @@
+"""The benchmark suite runs (in its tiny quick mode), so that it cannot rot.
+
+It asserts the shape of what ``python -m benchmarks --quick --json`` reports,
+never a time or a ratio: timings belong to the benchmark, not the test suite.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.skipif(
+    not (ROOT / "benchmarks" / "run.py").is_file(), reason="the benchmarks/ directory is not in this tree"
+)
+
+
+@pytest.mark.timeout(120)
+def test_quick_benchmark_runs_and_reports_every_measurement(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "benchmarks", "--quick", "--json", str(out)],
+        check=False,
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stderr == ""
+    result = json.loads(out.read_text())
+
+    # The source tree's ctxloop was measured, not an installed copy.
+    assert Path(result["ctxloop_path"]).resolve() == ROOT / "ctxloop"
+    assert result["quick"] is True
+    assert "asyncio" in result["loops"]
+    for loop_name, data in result["loops"].items():
+        groups = {row["group"] for row in data["rows"]}
+        expected = {"create", "step", "tree", "inline"}
+        if loop_name == "uvloop" and sys.version_info < (3, 11):
+            expected.add("uvloop")
+        assert groups == expected, loop_name
+        for row in data["rows"]:
+            for key in ("arm_ns", "baseline_ns", "ratio", "ratio_min", "ratio_max"):
+                assert math.isfinite(row[key]) and row[key] > 0, (loop_name, row)
+            assert row["ratio_min"] <= row["ratio"] <= row["ratio_max"]
+            assert len(data["times"][row["arm"]]) == result["reps"]
+            # The table printed is the data written.
+            assert row["comparison"] in proc.stdout
+        memory = data["memory"]
+        assert memory["tasks"] > 0 and memory["cycle_tasks"] > 0
+        if sys.implementation.name == "cpython":
+            assert isinstance(memory["cycles_freed"], int)
+            assert isinstance(memory["traced_delta"], int)
