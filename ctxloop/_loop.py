@@ -59,8 +59,35 @@ def resolve_base(base: LoopBase) -> Callable[[], asyncio.AbstractEventLoop]:
     return base
 
 
+def _known_create_task(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether *loop*'s class uses asyncio's or uvloop's own create_task."""
+    method = type(loop).create_task
+    if method is asyncio.BaseEventLoop.create_task:
+        return True
+    uvloop = sys.modules.get("uvloop.loop")  # never imported here
+    return uvloop is not None and method is getattr(uvloop.Loop, "create_task", None)
+
+
+def _task_factory_via_loop(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any) -> Any:
+    # ctxloop.create_task makes the task itself when a loop's factory is
+    # ctxloop's own task_factory, skipping a create_task that would do nothing
+    # more. A loop class with a create_task of its own (which may do more) gets
+    # this distinct but equivalent factory instead, so it is never skipped.
+    return task_factory(loop, coro, **kwargs)
+
+
+_task_factory_via_loop.__ctxloop_chained__ = True  # type: ignore[attr-defined]
+
+
+def _factory_for(loop: asyncio.AbstractEventLoop, factory: Optional[TaskFactory]) -> TaskFactory:
+    chained = chain_task_factory(factory)
+    if chained is task_factory and not _known_create_task(loop):
+        return _task_factory_via_loop
+    return chained
+
+
 def _set_task_factory(loop: asyncio.AbstractEventLoop, factory: Optional[TaskFactory]) -> None:
-    type(loop).set_task_factory(loop, chain_task_factory(factory))
+    type(loop).set_task_factory(loop, _factory_for(loop, factory))
 
 
 if sys.version_info < (3, 11):
@@ -118,13 +145,6 @@ if sys.version_info < (3, 11):
 
         return create_task
 
-    def _known_create_task(loop: asyncio.AbstractEventLoop) -> bool:
-        method = type(loop).create_task
-        if method is asyncio.BaseEventLoop.create_task:
-            return True
-        uvloop = sys.modules.get("uvloop.loop")  # never imported here
-        return uvloop is not None and method is getattr(uvloop.Loop, "create_task", None)
-
 
 # CPython 3.13.0-3.13.2: BaseEventLoop.create_task() with a task factory calls
 # task.set_name(name) even when name is None, renaming every unnamed task
@@ -156,7 +176,7 @@ def enable(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
     # slower: +14% (3.11) and +24% (3.12) per task step on asyncio's loop.
     if getattr(loop, _MARK, False):
         return loop
-    type(loop).set_task_factory(loop, chain_task_factory(loop.get_task_factory()))
+    type(loop).set_task_factory(loop, _factory_for(loop, loop.get_task_factory()))
     # Bound methods in the instance dict: the loop's class (and every other
     # loop of it) stays untouched.
     loop.set_task_factory = types.MethodType(_set_task_factory, loop)  # type: ignore[method-assign]
@@ -165,7 +185,7 @@ def enable(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
             loop.create_task = _direct_create_task(loop)  # type: ignore[method-assign]
         else:
             loop.create_task = types.MethodType(_create_task, loop)  # type: ignore[method-assign]
-    elif _RENAMES_TO_NONE and isinstance(loop, asyncio.BaseEventLoop):
+    elif _RENAMES_TO_NONE and isinstance(loop, asyncio.BaseEventLoop) and _known_create_task(loop):
         loop.create_task = types.MethodType(_create_task_keeping_name, loop)  # type: ignore[method-assign]
     setattr(loop, _MARK, True)
     return loop

@@ -198,3 +198,33 @@ def test_threads_with_their_own_loops(loop_name: str) -> None:
     for t in threads:
         t.join(timeout=30)
     assert results == [(f"thread {i}", f"thread {i}", "unset") for i in range(4)]
+
+
+def test_a_loop_class_with_its_own_create_task_is_never_skipped(loop_name: str) -> None:
+    if loop_name == "uvloop":
+        import uvloop
+
+        base: Any = uvloop.Loop
+    else:
+        base = asyncio.SelectorEventLoop
+    calls: List[Any] = []
+
+    class Instrumented(base):  # type: ignore[misc, valid-type]
+        def create_task(self, coro: Any, **kwargs: Any) -> Any:
+            calls.append(kwargs.get("context"))
+            return super().create_task(coro, **kwargs)
+
+    async def child() -> str:
+        var.set("child")
+        return var.get()
+
+    async def main() -> None:
+        ctx = contextvars.copy_context()
+        assert await ctxloop.create_task(child(), context=ctx) == "child"
+        assert await ctxloop.create_task(child()) == "child"
+        assert ctx[var] == "child" and var.get() == "unset"
+        asyncio.get_running_loop().set_task_factory(None)  # still a distinct factory
+        await ctxloop.create_task(child())
+
+    ctxloop.run(main(), loop_factory=ctxloop.loop_factory(Instrumented))
+    assert len(calls) >= 3
