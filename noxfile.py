@@ -36,7 +36,9 @@ def tests(session: nox.Session) -> None:
     """The test suite on one Python, on asyncio's loop and uvloop (where it installs)."""
     extras = "test" if session.python in PYPYS else "test,uvloop"
     session.install(f".[{extras}]")
-    session.run("python", "-m", "pytest", *session.posargs)
+    # A hang outside any test (at interpreter exit, say) is beyond
+    # pytest-timeout: bound the whole run so CI fails fast instead.
+    session.run("timeout", "-k", "30", "1200", "python", "-m", "pytest", *session.posargs, external=True)
 
 
 @nox.session(python="3.12")
