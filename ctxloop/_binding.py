@@ -2,8 +2,9 @@
 
 This is the one mechanism ctxloop adds to asyncio. A ``ContextBound`` object
 looks like a coroutine to asyncio (``asyncio.iscoroutine`` accepts it), and its
-``send`` is ``functools.partial(context.run, coro.send)``: a chain of C calls,
-so a Task stepping it pays no Python frame per step. It serves two callers:
+``send`` is ``context.run`` bound to ``coro.send`` (``send(v)`` is
+``context.run(coro.send, v)``): a chain of C calls, so a Task stepping it pays
+no Python frame per step. It serves two callers:
 
 * the Task of ``_task.py`` on Python 3.8-3.10, where the C ``Task`` cannot be
   told which Context to run in;

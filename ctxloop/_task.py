@@ -34,8 +34,8 @@ _own_factory: Any = None
 
 # The C Task (CPython) keeps its context in a slot that Python cannot read
 # before 3.12, but its tp_traverse visits that slot before any other Context
-# it holds, so the first Context among the referents gc reports is the task's. The pure-Python Task (PyPy) keeps
-# it in ``_context``.
+# it holds, so the first Context among the referents gc reports is the task's.
+# The pure-Python Task (PyPy) keeps it in ``_context``.
 _C_TASK = asyncio.Task.__module__ == "_asyncio"
 
 
