@@ -30,6 +30,7 @@ __all__ = [
     "bind_task",
     "check_context",
     "isolated",
+    "report_binding",
     "run_in_context",
 ]
 
@@ -175,6 +176,24 @@ def bind_task(coro: Coroutine[Any, Any, Any], context: contextvars.Context) -> T
     bound._context = context
     bound.send = _bind_method(context.run, coro.send)
     return bound
+
+
+def report_binding(task: Any, coro: Coroutine[Any, Any, Any], context: contextvars.Context) -> None:
+    """Make a task built by a foreign factory report *coro* and *context* (S4, S5).
+
+    ctxloop's own Task unwraps its binding itself; any other task steps the
+    binding and would report it from ``get_coro()``, and its own copy from
+    ``get_context()``. Instance attributes fix both for that one task; the
+    closures hold the coroutine and context, never the task (no cycle).
+    """
+    get_coro = getattr(task, "get_coro", None)
+    if get_coro is None or get_coro() is coro:
+        return
+    try:
+        task.get_coro = lambda: coro
+        task.get_context = lambda: context
+    except AttributeError:
+        pass  # a future type without a __dict__: it keeps what it reports
 
 
 def _awaitable(coro: Coroutine[Any, Any, Any], context: contextvars.Context) -> AwaitableBound:

@@ -16,12 +16,14 @@ import sys
 from typing import Any, Callable, Coroutine, Dict, FrozenSet, Optional
 
 from . import _task
-from ._binding import TaskCoroutine, bind_task, check_context
+from ._binding import TaskCoroutine, bind_task, check_context, report_binding
 from ._task import Task, _Task
 
 __all__ = ["TaskFactory", "chain_task_factory", "task_factory"]
 
 TaskFactory = Callable[..., "asyncio.Future[Any]"]
+
+_NATIVE_CONTEXT = sys.version_info >= (3, 11)  # asyncio.Task takes context=
 
 if sys.version_info >= (3, 12):
     # asyncio's own Task honours context= and eager_start=; ctxloop checks first.
@@ -74,7 +76,6 @@ else:
         return _Task(bind_task(coro, context), loop=loop)
 
 
-_NATIVE_CONTEXT = sys.version_info >= (3, 11)
 _task._own_factory = task_factory  # see _task._own_factory
 
 
@@ -94,24 +95,6 @@ def _accepted_keywords(factory: Callable[..., Any]) -> Optional[FrozenSet[str]]:
         if parameter.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
             names.add(parameter.name)
     return frozenset(names)
-
-
-def _report_binding(task: Any, coro: Coroutine[Any, Any, Any], context: contextvars.Context) -> None:
-    """Make a task built by a foreign factory report *coro* and *context* (S4, S5).
-
-    ctxloop's own Task unwraps its binding itself; any other task steps the
-    binding and would report it from ``get_coro()``, and its own copy from
-    ``get_context()``. Instance attributes fix both for that one task; the
-    closures hold the coroutine and context, never the task (no cycle).
-    """
-    get_coro = getattr(task, "get_coro", None)
-    if get_coro is None or get_coro() is coro:
-        return
-    try:
-        task.get_coro = lambda: coro
-        task.get_context = lambda: context
-    except AttributeError:
-        pass  # a future type without a __dict__: it keeps what it reports
 
 
 def chain_task_factory(inner: Optional[TaskFactory]) -> TaskFactory:
@@ -151,7 +134,7 @@ def chain_task_factory(inner: Optional[TaskFactory]) -> TaskFactory:
         else:
             # inner cannot take context=: it gets the coroutine bound to it.
             task = inner(loop, TaskCoroutine(coro, context), **forwarded)
-            _report_binding(task, coro, context)
+            report_binding(task, coro, context)
         if name is not None:
             task.set_name(name)  # type: ignore[attr-defined]
         return task

@@ -19,6 +19,12 @@ _saved_policy: Any = _NOTHING
 _saved_create_task: Any = _NOTHING
 
 
+def _policy_class() -> Any:
+    from ._policy import EventLoopPolicy  # keeps policies off the import path
+
+    return EventLoopPolicy
+
+
 def install(base: Any = None, *, patch_create_task: bool = True) -> None:
     """Set ``ctxloop.EventLoopPolicy(base)`` as asyncio's event loop policy.
 
@@ -31,9 +37,7 @@ def install(base: Any = None, *, patch_create_task: bool = True) -> None:
     ``ctxloop.loop_factory()`` there.
     """
     global _saved_policy, _saved_create_task
-    from ._policy import EventLoopPolicy  # keeps policies off the import path
-
-    policy = EventLoopPolicy(base)
+    policy = _policy_class()(base)
     with _lock:
         if _saved_policy is _NOTHING:
             # The raw slot, possibly None ("not chosen yet"), so that uninstall()
@@ -53,7 +57,10 @@ def uninstall() -> None:
     global _saved_policy, _saved_create_task
     with _lock:
         if _saved_policy is not _NOTHING:
-            asyncio.set_event_loop_policy(_saved_policy)
+            # Only if ours is still the policy: one set after install() was
+            # someone's deliberate choice (as with asyncio.create_task below).
+            if isinstance(asyncio.events._event_loop_policy, _policy_class()):  # type: ignore[attr-defined]
+                asyncio.set_event_loop_policy(_saved_policy)
             _saved_policy = _NOTHING
         if _saved_create_task is not _NOTHING:
             if asyncio.create_task is create_task:

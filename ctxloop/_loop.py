@@ -21,9 +21,9 @@ from typing import Any, Callable, Coroutine, Optional, Union
 
 from ._binding import bind_task
 from ._factory import TaskFactory, chain_task_factory, task_factory
-from ._task import _Task
+from ._task import _known_create_task, _Task, introspectable
 
-__all__ = ["LoopBase", "enable", "loop_factory", "new_event_loop", "resolve_base"]
+__all__ = ["LoopBase", "enable", "import_uvloop", "loop_factory", "new_event_loop", "resolve_base"]
 
 LoopBase = Union[None, str, Callable[[], asyncio.AbstractEventLoop]]
 
@@ -35,20 +35,25 @@ else:
     _ASYNCIO_LOOP = asyncio.SelectorEventLoop
 
 
+def import_uvloop() -> Any:
+    """Import uvloop (an optional dependency), or raise a clear error."""
+    try:
+        import uvloop
+    except ImportError:
+        raise ModuleNotFoundError(
+            "ctxloop: base='uvloop' needs the uvloop package, which is not installed "
+            "for this Python; install it with: pip install 'ctxloop[uvloop]'",
+            name="uvloop",
+        ) from None
+    return uvloop
+
+
 def resolve_base(base: LoopBase) -> Callable[[], asyncio.AbstractEventLoop]:
     """Turn a ``base=`` argument into a zero-argument loop factory, or raise."""
     if base is None or base == "asyncio":
         return _ASYNCIO_LOOP
     if base == "uvloop":
-        try:
-            import uvloop  # optional dependency, imported on demand
-        except ImportError:
-            raise ModuleNotFoundError(
-                "ctxloop: base='uvloop' needs the uvloop package, which is not installed "
-                "for this Python; install it with: pip install 'ctxloop[uvloop]'",
-                name="uvloop",
-            ) from None
-        return uvloop.new_event_loop  # type: ignore[no-any-return]
+        return import_uvloop().new_event_loop  # type: ignore[no-any-return]
     if isinstance(base, str):
         raise ValueError(f"unknown loop {base!r}: expected None, 'asyncio', 'uvloop' or a zero-argument loop factory")
     if not callable(base):
@@ -57,15 +62,6 @@ def resolve_base(base: LoopBase) -> Callable[[], asyncio.AbstractEventLoop]:
             f"returning an event loop, not {type(base).__name__}"
         )
     return base
-
-
-def _known_create_task(loop: asyncio.AbstractEventLoop) -> bool:
-    """Whether *loop*'s class uses asyncio's or uvloop's own create_task."""
-    method = type(loop).create_task
-    if method is asyncio.BaseEventLoop.create_task:
-        return True
-    uvloop = sys.modules.get("uvloop.loop")  # never imported here
-    return uvloop is not None and method is getattr(uvloop.Loop, "create_task", None)
 
 
 def _task_factory_via_loop(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any) -> Any:
@@ -99,9 +95,9 @@ if sys.version_info < (3, 11):
         name: Optional[str] = None,
         context: Optional[contextvars.Context] = None,
     ) -> asyncio.Task[Any]:
-        if context is not None:
-            coro = bind_task(coro, context)
-        return type(loop).create_task(loop, coro, name=name)  # type: ignore[arg-type]
+        bound = coro if context is None else bind_task(coro, context)
+        task = type(loop).create_task(loop, bound, name=name)  # type: ignore[arg-type]
+        return introspectable(task, coro, context)  # type: ignore[no-any-return]
 
     def _direct_create_task(loop: asyncio.AbstractEventLoop) -> Callable[..., asyncio.Task[Any]]:
         # For a loop whose class's create_task is asyncio's or uvloop's: with
@@ -123,7 +119,10 @@ if sys.version_info < (3, 11):
                     raise RuntimeError("Event loop is closed")  # BaseEventLoop._check_closed()
                 if context is not None:
                     coro = bind_task(coro, context)
-                return _Task(coro, loop=loop, name=name)
+                task: Any = _Task(coro, loop=loop, name=name)
+                if task._source_traceback:  # debug mode: "created at" the caller's line, as asyncio's
+                    del task._source_traceback[-1]
+                return task  # type: ignore[no-any-return]
 
         else:
             get_task_factory = loop.get_task_factory

@@ -11,7 +11,7 @@ import asyncio
 import sys
 from typing import Any, Optional, Union
 
-from ._loop import enable
+from ._loop import enable, import_uvloop
 
 __all__ = ["EventLoopPolicy"]
 
@@ -27,15 +27,7 @@ def _resolve_policy(base: Any) -> Any:
     if base is None or base == "asyncio":
         return _DefaultPolicy()
     if base == "uvloop":
-        try:
-            import uvloop  # optional dependency, imported on demand
-        except ImportError:
-            raise ModuleNotFoundError(
-                "ctxloop: base='uvloop' needs the uvloop package, which is not installed "
-                "for this Python; install it with: pip install 'ctxloop[uvloop]'",
-                name="uvloop",
-            ) from None
-        return uvloop.EventLoopPolicy()
+        return import_uvloop().EventLoopPolicy()
     if isinstance(base, str):
         raise ValueError(f"unknown policy {base!r}: expected None, 'asyncio', 'uvloop' or an event loop policy")
     if isinstance(base, EventLoopPolicy):

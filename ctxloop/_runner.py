@@ -134,7 +134,8 @@ else:
             except asyncio.CancelledError:
                 if self._interrupt_count > 0:
                     # No Task.uncancel() before 3.11: the interrupt is the cause.
-                    raise KeyboardInterrupt() from None
+                    # Chained to the CancelledError, as 3.12's Runner does.
+                    raise KeyboardInterrupt()  # noqa: B904
                 raise
             finally:
                 if sigint_handler is not None and signal.getsignal(signal.SIGINT) is sigint_handler:

@@ -16,9 +16,10 @@ import asyncio
 import contextvars
 import gc
 import sys
+import weakref
 from typing import TYPE_CHECKING, Any, Coroutine, Optional, TypeVar
 
-from ._binding import TaskCoroutine, bind_task, check_context
+from ._binding import TaskCoroutine, bind_task, check_context, report_binding
 
 __all__ = ["Task", "create_task"]
 
@@ -31,6 +32,20 @@ _Context = contextvars.Context
 # only pass the coroutine on to the Task made here: create_task makes that
 # Task itself, saving the loop's create_task and the factory (two Python frames).
 _own_factory: Any = None
+
+
+def _known_create_task(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether *loop*'s class uses asyncio's or uvloop's own create_task.
+
+    Only then may ctxloop make a task itself instead of calling the loop's
+    create_task: a create_task of another class may do more (instrumentation).
+    """
+    method = type(loop).create_task
+    if method is asyncio.BaseEventLoop.create_task:
+        return True
+    uvloop = sys.modules.get("uvloop.loop")  # never imported here
+    return uvloop is not None and method is getattr(uvloop.Loop, "create_task", None)
+
 
 # The C Task (CPython) keeps its context in a slot that Python cannot read
 # before 3.12, but its tp_traverse visits that slot before any other Context
@@ -47,6 +62,35 @@ def _task_context(task: asyncio.Task[Any]) -> contextvars.Context:
         if type(referent) is _Context:
             return referent  # type: ignore[no-any-return]
     raise RuntimeError(f"cannot find the context of {task!r} on this Python")  # pragma: no cover
+
+
+def introspectable(task: Any, coro: Any, context: Optional[contextvars.Context]) -> Any:
+    """Make a task that ctxloop did not build report its coroutine and Context (S4, S5).
+
+    For a task made by a loop class's own ``create_task`` or by a factory of
+    the user's, before 3.12 (asyncio's Task has no ``get_context()`` there).
+    Instance attributes, holding the coroutine, the context or a weak
+    reference to the task, never the task itself (no cycle). Returns *task*.
+    """
+    if context is not None:
+        report_binding(task, coro, context)  # 3.8-3.10: the task steps a binding
+    if not hasattr(task, "get_context"):
+        if context is None:
+            task_ref = weakref.ref(task)
+
+            def get_context() -> contextvars.Context:
+                return _task_context(task_ref())  # type: ignore[arg-type]
+
+        else:
+
+            def get_context() -> contextvars.Context:
+                return context
+
+        try:
+            task.get_context = get_context
+        except AttributeError:
+            pass  # a future type without a __dict__: it keeps what it reports
+    return task
 
 
 if sys.version_info >= (3, 12):
@@ -146,9 +190,9 @@ elif sys.version_info >= (3, 11):
         if context is not None:
             check_context(context)
         factory = loop.get_task_factory()
-        if factory is None or factory is _own_factory:
+        if factory is _own_factory or (factory is None and _known_create_task(loop)):
             return _Task(coro, loop=loop, name=name, context=context)
-        return loop.create_task(coro, name=name, context=context)
+        return introspectable(loop.create_task(coro, name=name, context=context), coro, context)  # type: ignore[no-any-return]
 
 else:
 
@@ -216,10 +260,11 @@ else:
         entered Context ``RuntimeError``, here, at creation.
         """
         loop = _get_running_loop()
-        if context is not None:
-            # Any factory can step a bound coroutine; only ctxloop's unwraps it.
-            coro = bind_task(coro, context)
+        bound = coro if context is None else bind_task(coro, context)
         factory = loop.get_task_factory()
-        if factory is None or factory is _own_factory:
-            return _Task(coro, loop=loop, name=name)
-        return loop.create_task(coro, name=name)
+        if factory is _own_factory or (factory is None and _known_create_task(loop)):
+            return _Task(bound, loop=loop, name=name)
+        # Another factory, or a loop class with a create_task of its own: it
+        # gets the bound coroutine (which any Task can step) and no context=,
+        # which asyncio's create_task of 3.8-3.10 does not take.
+        return introspectable(loop.create_task(bound, name=name), coro, context)  # type: ignore[no-any-return]

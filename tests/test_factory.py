@@ -69,11 +69,14 @@ def test_chained_legacy_factory_gets_a_bound_coroutine(base_loop_factory: Callab
         loop = asyncio.get_running_loop()
         loop.set_task_factory(ctxloop.chain_task_factory(legacy))
         ctx = contextvars.copy_context()
-        task = ctxloop.create_task(_child(), context=ctx, name="named")
+        coro = _child()
+        task = ctxloop.create_task(coro, context=ctx, name="named")
         assert await task == "child"
         assert ctx[var] == "child"
         assert task.get_name() == "named"  # set afterwards, as asyncio does
         assert var.get() == "unset"
+        assert task.get_coro() is coro  # S5, although the legacy factory made the task
+        assert task.get_context() is ctx  # type: ignore[attr-defined]  # S4
 
     run_plain(base_loop_factory, main())
     assert type(calls[0]["coro"]).__name__ == "TaskCoroutine"
@@ -113,6 +116,27 @@ def test_a_raising_factory_propagates(run: Callable[..., Any]) -> None:
         try:
             with pytest.raises(LookupError, match="factory failed"):
                 ctxloop.create_task(_child(), context=contextvars.copy_context())
+        finally:
+            loop.set_task_factory(None)
+
+    run(main())
+
+
+def test_legacy_factory_on_a_ctxloop_loop_keeps_s4_s5(run: Callable[..., Any]) -> None:
+    def legacy(loop: Any, coro: Any) -> Any:
+        return asyncio.Task(coro, loop=loop)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_task_factory(legacy)
+        try:
+            for create in (ctxloop.create_task, loop.create_task):
+                ctx = contextvars.copy_context()
+                coro = _child()
+                task = create(coro, context=ctx)  # type: ignore[operator]
+                assert await task == "child" and ctx[var] == "child"
+                assert task.get_coro() is coro
+                assert task.get_context() is ctx  # type: ignore[attr-defined]
         finally:
             loop.set_task_factory(None)
 

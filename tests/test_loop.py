@@ -228,3 +228,53 @@ def test_a_loop_class_with_its_own_create_task_is_never_skipped(loop_name: str) 
 
     ctxloop.run(main(), loop_factory=ctxloop.loop_factory(Instrumented))
     assert len(calls) >= 3
+
+
+def test_create_task_on_a_plain_loop_class_with_its_own_create_task(loop_name: str) -> None:
+    # Not a ctxloop loop: ctxloop.create_task must still go through its create_task.
+    if loop_name == "uvloop":
+        import uvloop
+
+        base: Any = uvloop.Loop
+    else:
+        base = asyncio.SelectorEventLoop
+    calls: List[Any] = []
+
+    class Instrumented(base):  # type: ignore[misc, valid-type]
+        def create_task(self, coro: Any, **kwargs: Any) -> Any:
+            calls.append(coro)
+            return super().create_task(coro, **kwargs)
+
+    async def child() -> str:
+        var.set("child")
+        return var.get()
+
+    async def main() -> None:
+        ctx = contextvars.copy_context()
+        coro = child()
+        task = ctxloop.create_task(coro, context=ctx)
+        assert await task == "child" and ctx[var] == "child" and var.get() == "unset"
+        assert task.get_coro() is coro
+        assert task.get_context() is ctx  # type: ignore[attr-defined]
+        await ctxloop.create_task(child())
+
+    loop = Instrumented()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert len(calls) == 3  # main, then the two tasks
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 11), reason="3.11+: asyncio's create_task with a factory (native)")
+def test_debug_traceback_points_at_the_caller() -> None:
+    async def child() -> None:
+        pass
+
+    async def main() -> Any:
+        task = asyncio.get_running_loop().create_task(child(), context=contextvars.copy_context())  # type: ignore[call-arg]
+        await task
+        return task._source_traceback  # type: ignore[attr-defined]
+
+    source = ctxloop.run(main(), debug=True, loop_factory=ctxloop.loop_factory("asyncio"))
+    assert source[-1].filename == __file__ and source[-1].name == "main"

@@ -169,3 +169,11 @@ def test_loop_factory_route_emits_no_warning() -> None:
         """
     )
     assert out == "ok\n"
+
+
+def test_uninstall_leaves_a_policy_set_after_install() -> None:
+    ctxloop.install()
+    mine = asyncio.DefaultEventLoopPolicy()
+    asyncio.set_event_loop_policy(mine)
+    ctxloop.uninstall()
+    assert asyncio.get_event_loop_policy() is mine

@@ -132,7 +132,10 @@ def test_ctrl_c_cancels_the_main_task_then_raises_keyboard_interrupt(loop_name: 
         finally:
             cleanup.append(var.get())
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as info:
         ctxloop.run(main(), loop_factory=ctxloop.loop_factory(loop_name))
     assert cleanup == ["main"]
+    # As 3.12's Runner: raised while handling the main task's CancelledError.
+    assert isinstance(info.value.__context__, asyncio.CancelledError)
+    assert not info.value.__suppress_context__
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -126,14 +126,15 @@ def test_backport_taskgroup_under_the_policy(loop_name: str) -> None:
 @backport
 def test_backport_taskgroup_runner_on_a_ctxloop_loop(loop_name: str) -> None:
     # taskgroup.Runner sets its own task factory on the loop; a ctxloop loop
-    # chains it, so loop.create_task(context=) still runs in ctx (S2), but the
-    # task is then the backport's (no get_context(), S4).
+    # chains it, so loop.create_task(context=) still runs in ctx (S2), and the
+    # backport's task made that way reports it (S4). The TaskGroup's own
+    # create_task does not go through ctxloop: no get_context() there.
     import taskgroup
 
     results: List[Any] = []
     with taskgroup.Runner(loop_factory=ctxloop.loop_factory(loop_name)) as runner:
         runner.run(_backport_body(results)())
-    assert results == ["main", ("main", "by the group's task"), False, "by the loop's task", False]
+    assert results == ["main", ("main", "by the group's task"), False, "by the loop's task", True]
 
 
 @backport
