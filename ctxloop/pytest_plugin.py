@@ -359,7 +359,7 @@ class _AnyioBackends:
             return
         fixturedefs = metafunc._arg2fixturedefs.get("anyio_backend")
         if not fixturedefs:
-            return  # parametrized directly by the test: its own choice
+            return  # no anyio_backend fixture at all (anyio's plugin is not active)
         fixturedef: Any = fixturedefs[-1]  # argnames is Final in pytest's typing, not at run time
         if _ANYIO_LOOP not in fixturedef.argnames:
             fixturedef.argnames += (_ANYIO_LOOP,)
