@@ -200,31 +200,39 @@ def test_threads_with_their_own_loops(loop_name: str) -> None:
     assert results == [(f"thread {i}", f"thread {i}", "unset") for i in range(4)]
 
 
-def test_a_loop_class_with_its_own_create_task_is_never_skipped(loop_name: str) -> None:
+def _instrumented_loop_class(loop_name: str, calls: List[Any]) -> Any:
+    """A loop class of *loop_name* whose own create_task records each call."""
     if loop_name == "uvloop":
         import uvloop
 
         base: Any = uvloop.Loop
     else:
         base = asyncio.SelectorEventLoop
-    calls: List[Any] = []
 
     class Instrumented(base):  # type: ignore[misc, valid-type]
         def create_task(self, coro: Any, **kwargs: Any) -> Any:
-            calls.append(kwargs.get("context"))
+            calls.append(coro)
             return super().create_task(coro, **kwargs)
 
-    async def child() -> str:
-        var.set("child")
-        return var.get()
+    return Instrumented
+
+
+async def _child_sets_var() -> str:
+    var.set("child")
+    return var.get()
+
+
+def test_a_loop_class_with_its_own_create_task_is_never_skipped(loop_name: str) -> None:
+    calls: List[Any] = []
+    Instrumented = _instrumented_loop_class(loop_name, calls)
 
     async def main() -> None:
         ctx = contextvars.copy_context()
-        assert await ctxloop.create_task(child(), context=ctx) == "child"
-        assert await ctxloop.create_task(child()) == "child"
+        assert await ctxloop.create_task(_child_sets_var(), context=ctx) == "child"
+        assert await ctxloop.create_task(_child_sets_var()) == "child"
         assert ctx[var] == "child" and var.get() == "unset"
         asyncio.get_running_loop().set_task_factory(None)  # still a distinct factory
-        await ctxloop.create_task(child())
+        await ctxloop.create_task(_child_sets_var())
 
     ctxloop.run(main(), loop_factory=ctxloop.loop_factory(Instrumented))
     assert len(calls) >= 3
@@ -232,31 +240,17 @@ def test_a_loop_class_with_its_own_create_task_is_never_skipped(loop_name: str) 
 
 def test_create_task_on_a_plain_loop_class_with_its_own_create_task(loop_name: str) -> None:
     # Not a ctxloop loop: ctxloop.create_task must still go through its create_task.
-    if loop_name == "uvloop":
-        import uvloop
-
-        base: Any = uvloop.Loop
-    else:
-        base = asyncio.SelectorEventLoop
     calls: List[Any] = []
-
-    class Instrumented(base):  # type: ignore[misc, valid-type]
-        def create_task(self, coro: Any, **kwargs: Any) -> Any:
-            calls.append(coro)
-            return super().create_task(coro, **kwargs)
-
-    async def child() -> str:
-        var.set("child")
-        return var.get()
+    Instrumented = _instrumented_loop_class(loop_name, calls)
 
     async def main() -> None:
         ctx = contextvars.copy_context()
-        coro = child()
+        coro = _child_sets_var()
         task = ctxloop.create_task(coro, context=ctx)
         assert await task == "child" and ctx[var] == "child" and var.get() == "unset"
         assert task.get_coro() is coro
         assert task.get_context() is ctx  # type: ignore[attr-defined]
-        await ctxloop.create_task(child())
+        await ctxloop.create_task(_child_sets_var())
 
     loop = Instrumented()
     try:
