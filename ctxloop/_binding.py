@@ -65,13 +65,6 @@ def check_context(context: object) -> contextvars.Context:
     return context
 
 
-def _check_coroutine(coro: object) -> None:
-    # The cheap exact check first; asyncio.iscoroutine also admits generator-
-    # based and ABC-registered coroutines, as asyncio.Task does.
-    if type(coro) is not _CoroutineType and not _iscoroutine(coro):
-        raise TypeError(f"a coroutine was expected, got {coro!r}")
-
-
 class ContextBound:
     """A coroutine whose every step (send, throw, close) runs inside a Context.
 
@@ -88,18 +81,9 @@ class ContextBound:
     """
 
     __slots__ = ("_context", "_coro", "send")
+    _context: contextvars.Context
+    _coro: Coroutine[Any, Any, Any]
     send: Callable[[Any], Any]
-
-    def __init__(self, coro: Coroutine[Any, Any, Any], context: contextvars.Context) -> None:
-        check_context(context)
-        _check_coroutine(coro)
-        self._coro = coro
-        self._context = context
-        # An instance attribute shadows nothing on the class: asyncio's Task
-        # and the interpreter look up "send" and call it directly. A bound
-        # method of a bound method: send(value) is context.run(coro.send,
-        # value), all C, and cheaper to make than a partial.
-        self.send = _bind_method(context.run, coro.send)
 
     def throw(self, *args: Any) -> Any:
         # Forward the arguments as given: the one-argument form is what asyncio
@@ -157,12 +141,11 @@ class TaskCoroutine(ContextBound):
     __slots__ = ()
 
 
-def bind_task(coro: Coroutine[Any, Any, Any], context: contextvars.Context) -> TaskCoroutine:
-    """``TaskCoroutine(coro, context)`` for the hot paths: same checks, no ``__init__`` frame.
-
-    Making a task with ``context=`` on 3.8-3.10 goes through here; calling
-    the class would add the type call and a Python ``__init__`` frame.
-    """
+def _bind(cls: Any, coro: Coroutine[Any, Any, Any], context: contextvars.Context) -> Any:
+    # The one constructor of every binding: the checks of S6/S7 and the
+    # fields, with no type call and no Python __init__ frame (a task made with
+    # context= on 3.8-3.10 comes through here). The common path pays one
+    # type comparison and one context probe.
     if type(context) is not _Context:
         check_context(context)  # raises TypeError
     try:
@@ -171,11 +154,16 @@ def bind_task(coro: Coroutine[Any, Any, Any], context: contextvars.Context) -> T
         check_context(context)  # raises RuntimeError, with the message
     if type(coro) is not _CoroutineType and not _iscoroutine(coro):
         raise TypeError(f"a coroutine was expected, got {coro!r}")
-    bound: TaskCoroutine = _new(TaskCoroutine)
+    bound = _new(cls)
     bound._coro = coro
     bound._context = context
     bound.send = _bind_method(context.run, coro.send)
     return bound
+
+
+# bind_task(coro, context): a binding for a Task to step (S6/S7 checked). A
+# partial (C), so that making a task with context= runs one Python frame here.
+bind_task: Callable[[Coroutine[Any, Any, Any], contextvars.Context], TaskCoroutine] = _partial(_bind, TaskCoroutine)
 
 
 def report_binding(task: Any, coro: Coroutine[Any, Any, Any], context: contextvars.Context) -> None:
@@ -197,14 +185,8 @@ def report_binding(task: Any, coro: Coroutine[Any, Any, Any], context: contextva
 
 
 def _awaitable(coro: Coroutine[Any, Any, Any], context: contextvars.Context) -> AwaitableBound:
-    check_context(context)
-    _check_coroutine(coro)
-    bound: AwaitableBound = _new(AwaitableBound)
-    bound._coro = coro
-    bound._context = context
-    run = context.run
-    bound.send = _bind_method(run, coro.send)
-    bound._next = _partial(run, coro.send, None)
+    bound: AwaitableBound = _bind(AwaitableBound, coro, context)
+    bound._next = _partial(context.run, coro.send, None)
     return bound
 
 

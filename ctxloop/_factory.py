@@ -16,7 +16,7 @@ import sys
 from typing import Any, Callable, Coroutine, Dict, FrozenSet, Optional
 
 from . import _task
-from ._binding import TaskCoroutine, bind_task, check_context, report_binding
+from ._binding import bind_task, check_context, report_binding
 from ._task import Task, _Task
 
 __all__ = ["TaskFactory", "chain_task_factory", "task_factory"]
@@ -133,7 +133,7 @@ def chain_task_factory(inner: Optional[TaskFactory]) -> TaskFactory:
             task = inner(loop, coro, **forwarded)
         else:
             # inner cannot take context=: it gets the coroutine bound to it.
-            task = inner(loop, TaskCoroutine(coro, context), **forwarded)
+            task = inner(loop, bind_task(coro, context), **forwarded)
             report_binding(task, coro, context)
         if name is not None:
             task.set_name(name)  # type: ignore[attr-defined]
