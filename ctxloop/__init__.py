@@ -11,11 +11,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._binding import isolated, run_in_context
+from ._create import create_task
 from ._factory import chain_task_factory, task_factory
 from ._install import install, uninstall
-from ._loop import loop_factory, new_event_loop
+from ._loop import disable, enable, loop_factory, new_event_loop
 from ._runner import Runner, run
-from ._task import Task, create_task
+from ._task import Task
 
 if TYPE_CHECKING:
     from ._policy import EventLoopPolicy
@@ -29,6 +30,8 @@ __all__ = [
     "__version__",
     "chain_task_factory",
     "create_task",
+    "disable",
+    "enable",
     "install",
     "isolated",
     "loop_factory",

@@ -17,18 +17,19 @@ from __future__ import annotations
 import collections.abc
 import contextvars
 import functools
-import gc
 import operator
 import types
 from asyncio import iscoroutine as _iscoroutine
 from typing import Any, Awaitable, Callable, Coroutine, Generator, TypeVar
 
+from ._checks import _PROBE, check_context, check_task_context
+
 __all__ = [
     "AwaitableBound",
     "ContextBound",
     "TaskCoroutine",
+    "bind",
     "bind_task",
-    "check_context",
     "isolated",
     "report_binding",
     "run_in_context",
@@ -40,29 +41,6 @@ _partial = functools.partial
 _bind_method = types.MethodType
 _new = object.__new__
 _CoroutineType = types.CoroutineType
-# Entering a Context runs the callable given: a C function taking no argument
-# and returning a constant is the cheapest probe of "can it be entered now".
-_PROBE = gc.isenabled
-
-
-def check_context(context: object) -> contextvars.Context:
-    """Return *context* if a task or an awaitable can run in it, else raise.
-
-    ``TypeError`` when it is not a ``contextvars.Context`` (S6), ``RuntimeError``
-    when it is entered right now (S7): ``Context.run`` of an entered context
-    fails without side effects, so running a no-op in it is the probe.
-    """
-    if type(context) is not _Context:
-        raise TypeError(f"context must be a contextvars.Context, not {type(context).__name__}")
-    try:
-        context.run(_PROBE)
-    except RuntimeError:
-        raise RuntimeError(
-            f"{context!r} is entered right now (for example the event loop runs "
-            "inside context.run(...), or it is the current task's own context), "
-            "so a task cannot run in it; pass contextvars.copy_context() instead"
-        ) from None
-    return context
 
 
 class ContextBound:
@@ -141,19 +119,8 @@ class TaskCoroutine(ContextBound):
     __slots__ = ()
 
 
-def _bind(cls: Any, coro: Coroutine[Any, Any, Any], context: contextvars.Context) -> Any:
-    # The one constructor of every binding: the checks of S6/S7 and the
-    # fields, with no type call and no Python __init__ frame (a task made with
-    # context= on 3.8-3.10 comes through here). The common path pays one
-    # type comparison and one context probe.
-    if type(context) is not _Context:
-        check_context(context)  # raises TypeError
-    try:
-        context.run(_PROBE)
-    except RuntimeError:
-        check_context(context)  # raises RuntimeError, with the message
-    if type(coro) is not _CoroutineType and not _iscoroutine(coro):
-        raise TypeError(f"a coroutine was expected, got {coro!r}")
+def bind(cls: Any, coro: Any, context: contextvars.Context) -> Any:
+    """A binding of class *cls* stepping *coro* inside *context* (no checks)."""
     bound = _new(cls)
     bound._coro = coro
     bound._context = context
@@ -161,9 +128,21 @@ def _bind(cls: Any, coro: Coroutine[Any, Any, Any], context: contextvars.Context
     return bound
 
 
-# bind_task(coro, context): a binding for a Task to step (S6/S7 checked). A
-# partial (C), so that making a task with context= runs one Python frame here.
-bind_task: Callable[[Coroutine[Any, Any, Any], contextvars.Context], TaskCoroutine] = _partial(_bind, TaskCoroutine)
+def bind_task(coro: Coroutine[Any, Any, Any], context: contextvars.Context) -> TaskCoroutine:
+    """A binding for a Task to step, after the checks of S6/S7.
+
+    A task made with ``context=`` on 3.8-3.10 comes through here: the common
+    path pays one type comparison and one context probe.
+    """
+    if type(context) is not _Context:
+        check_task_context(context)  # raises TypeError
+    try:
+        context.run(_PROBE)
+    except RuntimeError:
+        check_task_context(context)  # raises, unless the context is exited before the first step
+    if type(coro) is not _CoroutineType and not _iscoroutine(coro):
+        raise TypeError(f"a coroutine was expected, got {coro!r}")
+    return bind(TaskCoroutine, coro, context)  # type: ignore[no-any-return]
 
 
 def report_binding(task: Any, coro: Coroutine[Any, Any, Any], context: contextvars.Context) -> None:
@@ -185,7 +164,10 @@ def report_binding(task: Any, coro: Coroutine[Any, Any, Any], context: contextva
 
 
 def _awaitable(coro: Coroutine[Any, Any, Any], context: contextvars.Context) -> AwaitableBound:
-    bound: AwaitableBound = _bind(AwaitableBound, coro, context)
+    check_context(context)
+    if type(coro) is not _CoroutineType and not _iscoroutine(coro):
+        raise TypeError(f"a coroutine was expected, got {coro!r}")
+    bound: AwaitableBound = bind(AwaitableBound, coro, context)
     bound._next = _partial(context.run, coro.send, None)
     return bound
 

@@ -4,7 +4,8 @@ The factory contract moves between versions: 3.8-3.10 call
 ``factory(loop, coro)``; 3.11-3.13.2 and 3.13.4+ add ``context=`` only when one
 was given; 3.13.3 and 3.14 forward every keyword of ``create_task`` (``name=``,
 ``eager_start=``, ...); uvloop on 3.11+ always passes ``context=`` (even None)
-and, from 0.23 on 3.13+, ``eager_start=``. Both factories accept ``**kwargs``.
+and, from 0.23 on 3.13+, ``eager_start=`` (None meaning "the factory's
+default"). Both factories accept ``**kwargs``.
 """
 
 from __future__ import annotations
@@ -15,18 +16,16 @@ import inspect
 import sys
 from typing import Any, Callable, Coroutine, Dict, FrozenSet, Optional
 
-from . import _task
-from ._binding import bind_task, check_context, report_binding
+from ._binding import bind_task, report_binding
+from ._checks import check_task_context
+from ._create import forwards_keywords, is_eager_factory
 from ._task import Task, _Task
 
 __all__ = ["TaskFactory", "chain_task_factory", "task_factory"]
 
 TaskFactory = Callable[..., "asyncio.Future[Any]"]
 
-_NATIVE_CONTEXT = sys.version_info >= (3, 11)  # asyncio.Task takes context=
-
 if sys.version_info >= (3, 12):
-    # asyncio's own Task honours context= and eager_start=; ctxloop checks first.
     _NativeTask = asyncio.Task
 
     def task_factory(
@@ -39,18 +38,31 @@ if sys.version_info >= (3, 12):
         """Create a task for *loop*; use as ``loop.set_task_factory(ctxloop.task_factory)``.
 
         Honours ``name=``, ``context=`` (that Context itself, checked: S6, S7)
-        and, on 3.12+, ``eager_start=``.
+        and ``eager_start=``.
         """
-        # A named context= and plain calls without **kwargs: every task a
-        # ctxloop loop makes comes through here.
         if context is not None:
-            check_context(context)
-            if kwargs:
-                return _NativeTask(coro, loop=loop, context=context, **kwargs)
-            return _NativeTask(coro, loop=loop, context=context)
-        if kwargs:
-            return _NativeTask(coro, loop=loop, **kwargs)
-        return _NativeTask(coro, loop=loop)
+            eager = kwargs.get("eager_start")
+            check_task_context(context, bool(eager) and loop.is_running())
+            return _NativeTask(coro, loop=loop, context=context, **kwargs)
+        return _NativeTask(coro, loop=loop, **kwargs)
+
+elif sys.version_info >= (3, 11):
+
+    def task_factory(
+        loop: asyncio.AbstractEventLoop,
+        coro: Coroutine[Any, Any, Any],
+        *,
+        context: Optional[contextvars.Context] = None,
+        **kwargs: Any,
+    ) -> asyncio.Task[Any]:
+        """Create a task for *loop*; use as ``loop.set_task_factory(ctxloop.task_factory)``.
+
+        Honours ``name=`` and ``context=`` (that Context itself, checked: S6,
+        S7); the task has 3.12's ``get_context()``.
+        """
+        if context is not None:
+            check_task_context(context)
+        return _Task(coro, loop=loop, context=context, **kwargs)
 
 else:
 
@@ -70,13 +82,7 @@ else:
             return Task(coro, loop=loop, context=context, **kwargs)
         if context is None:
             return _Task(coro, loop=loop)
-        if _NATIVE_CONTEXT:  # 3.11: asyncio's Task takes context=
-            check_context(context)
-            return _Task(coro, loop=loop, context=context)
         return _Task(bind_task(coro, context), loop=loop)
-
-
-_task._own_factory = task_factory  # see _task._own_factory
 
 
 _ANY = None  # marks a factory that takes **kwargs
@@ -101,10 +107,14 @@ def chain_task_factory(inner: Optional[TaskFactory]) -> TaskFactory:
     """Wrap the task factory *inner* so that it honours ``context=`` exactly.
 
     ``loop.set_task_factory(ctxloop.chain_task_factory(loop.get_task_factory()))``
-    keeps what *inner* does (eager start, a custom Task class, ...) and adds
-    ctxloop's checks (S6, S7). *inner* gets only the keywords it accepts:
-    ``context=`` when it takes one (checked first), otherwise the coroutine is
-    bound to the context before *inner* sees it; ``name=`` it does not take is
+    keeps what *inner* does (eager start, a custom Task class, a wrapper
+    coroutine, ...) and adds ctxloop's checks (S6, S7). *inner* gets only the
+    keywords it accepts (``eager_start=None``, "the default", is left out).
+    With a context, *inner* is given ``context=`` where it can use it: when it
+    declares that parameter, or on 3.11+ when it takes ``**kwargs``. Otherwise
+    (3.8-3.10, where asyncio's Task takes no ``context=``, or a factory
+    written before ``context=`` existed) the task it returns steps its
+    coroutine inside the context all the same. ``name=`` it does not take is
     set on the task afterwards, as asyncio's loop does. With *inner* None this
     is ``task_factory``. Chaining a chained factory returns it unchanged.
     """
@@ -115,26 +125,41 @@ def chain_task_factory(inner: Optional[TaskFactory]) -> TaskFactory:
     if not callable(inner):
         raise TypeError(f"task factory must be a callable or None, not {type(inner).__name__}")
     accepted = _accepted_keywords(inner)
-    takes_context = accepted is _ANY or "context" in accepted
     takes_name = accepted is _ANY or "name" in accepted
+    # Whether inner gets context=, and if not, how the task is made to run in it.
+    if accepted is not _ANY and "context" not in accepted:
+        mode = "bind"  # a factory from before context=: it steps a bound coroutine
+    elif sys.version_info < (3, 11) and forwards_keywords(inner):
+        mode = "retarget"  # it would pass context= on to a Task that does not take it
+    else:
+        mode = "forward"
+    eager_inner = is_eager_factory(inner)
 
     def factory(
         loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any
     ) -> "asyncio.Future[Any]":
         context = kwargs.pop("context", None)
         name = kwargs.pop("name", None)
+        if "eager_start" in kwargs and kwargs["eager_start"] is None:
+            del kwargs["eager_start"]
         forwarded: Dict[str, Any] = kwargs if accepted is _ANY else {k: v for k, v in kwargs.items() if k in accepted}
-        if context is None or takes_context:
-            if context is not None:
-                forwarded["context"] = check_context(context)
-            if name is not None and takes_name:
-                forwarded["name"] = name
-                return inner(loop, coro, **forwarded)
+        if name is not None and takes_name:
+            forwarded["name"] = name
+            name = None
+        if context is None:
             task = inner(loop, coro, **forwarded)
-        else:
-            # inner cannot take context=: it gets the coroutine bound to it.
+        elif mode == "forward":
+            eager = forwarded.get("eager_start", eager_inner)
+            forwarded["context"] = check_task_context(context, bool(eager) and loop.is_running())
+            task = inner(loop, coro, **forwarded)
+        elif mode == "bind":
             task = inner(loop, bind_task(coro, context), **forwarded)
             report_binding(task, coro, context)
+        else:
+            from ._retarget import step_in_context
+
+            check_task_context(context)
+            task = step_in_context(inner(loop, coro, **forwarded), context)
         if name is not None:
             task.set_name(name)  # type: ignore[attr-defined]
         return task

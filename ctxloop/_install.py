@@ -6,9 +6,11 @@ import asyncio
 import asyncio.events
 import sys
 import threading
+import warnings
 from typing import Any
 
-from ._task import create_task
+from ._create import create_task
+from ._loop import is_ctxloop_loop
 
 __all__ = ["install", "uninstall"]
 
@@ -17,33 +19,63 @@ _NOTHING = object()
 # What install() replaced, for uninstall() to put back exactly.
 _saved_policy: Any = _NOTHING
 _saved_create_task: Any = _NOTHING
+# The base install() was last given, and the policy it made from it.
+_installed: Any = None
+_installed_base: Any = _NOTHING
+
+_POLICIES_DEPRECATED = sys.version_info >= (3, 14)
 
 
-def _policy_class() -> Any:
-    from ._policy import EventLoopPolicy  # keeps policies off the import path
-
-    return EventLoopPolicy
+def _warn_if_a_foreign_loop_runs() -> None:
+    loop = asyncio._get_running_loop()
+    if loop is not None and not is_ctxloop_loop(loop):
+        warnings.warn(
+            f"ctxloop.install() was called while {loop!r}, a loop ctxloop did not create, is running: "
+            "that loop and its tasks are not changed (a server that creates its own loop, such as "
+            "uvicorn, imports the application inside it). Give the server a ctxloop loop factory "
+            "instead (uvicorn: --loop ctxloop.loops:asyncio_loop or ctxloop.loops:uvloop_loop), "
+            "or call ctxloop.enable(loop) on this loop",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def install(base: Any = None, *, patch_create_task: bool = True) -> None:
     """Set ``ctxloop.EventLoopPolicy(base)`` as asyncio's event loop policy.
 
-    On 3.8-3.10, with *patch_create_task*, also replace ``asyncio.create_task``
-    by ``ctxloop.create_task`` so that ``asyncio.create_task(coro,
-    context=ctx)`` works as on 3.11 (code that imported the function before
-    ``install()`` keeps the original). On 3.11+ nothing is patched. Calling it
-    again replaces the policy only; ``uninstall()`` restores what the first
-    call found. Policies are deprecated from Python 3.14: prefer
-    ``ctxloop.loop_factory()`` there.
+    With *base* None the policy in force now is wrapped (uvloop's, after
+    ``uvloop.install()``; asyncio's default policy when none was chosen);
+    ``"asyncio"``, ``"uvloop"`` or a policy instance choose one. Calling it
+    again with the same *base* (or None) keeps the policy object, and so the
+    current loop. On 3.8-3.10, with *patch_create_task*, ``asyncio.create_task``
+    is also replaced by ``ctxloop.create_task``, so that
+    ``asyncio.create_task(coro, context=ctx)`` works as on 3.11 (code that
+    imported the function before ``install()`` keeps the original); on 3.11+
+    nothing is patched. ``uninstall()`` restores what the first call found.
+
+    Policies are deprecated from Python 3.14: there this warns as
+    ``asyncio.set_event_loop_policy()`` does; prefer ``ctxloop.loop_factory()``.
     """
-    global _saved_policy, _saved_create_task
-    policy = _policy_class()(base)
+    global _saved_policy, _saved_create_task, _installed, _installed_base
+    from ._policy import EventLoopPolicy, current_policy, set_policy
+
+    _warn_if_a_foreign_loop_runs()
+    if _POLICIES_DEPRECATED:
+        # asyncio's own warning, at the caller's line, as set_event_loop_policy gives it.
+        warnings._deprecated("asyncio.set_event_loop_policy", remove=(3, 16))  # type: ignore[attr-defined]
     with _lock:
-        if _saved_policy is _NOTHING:
-            # The raw slot, possibly None ("not chosen yet"), so that uninstall()
-            # leaves asyncio exactly as it was, lazily-created default included.
-            _saved_policy = asyncio.events._event_loop_policy  # type: ignore[attr-defined]
-        asyncio.set_event_loop_policy(policy)
+        raw_slot = asyncio.events._event_loop_policy  # type: ignore[attr-defined]
+        in_force = current_policy()
+        if isinstance(in_force, EventLoopPolicy) and in_force is _installed and (base is None or base is _installed_base):
+            policy = in_force  # installed already, from the same base
+        else:
+            if _saved_policy is _NOTHING:
+                # The raw slot, possibly None ("not chosen yet"), so that
+                # uninstall() leaves asyncio exactly as it was.
+                _saved_policy = raw_slot
+            policy = EventLoopPolicy(in_force if base is None else base)
+            _installed, _installed_base = policy, base
+            set_policy(policy)
         if sys.version_info < (3, 11) and patch_create_task and _saved_create_task is _NOTHING:
             _saved_create_task = asyncio.create_task
             asyncio.create_task = create_task  # type: ignore[assignment]
@@ -52,16 +84,17 @@ def install(base: Any = None, *, patch_create_task: bool = True) -> None:
 def uninstall() -> None:
     """Undo ``install()``: restore the previous policy and ``asyncio.create_task``.
 
-    A no-op when ctxloop is not installed.
+    A no-op when ctxloop is not installed. A policy or ``asyncio.create_task``
+    that someone set after ``install()`` is theirs and stays.
     """
-    global _saved_policy, _saved_create_task
+    global _saved_policy, _saved_create_task, _installed, _installed_base
     with _lock:
         if _saved_policy is not _NOTHING:
-            # Only if ours is still the policy: one set after install() was
-            # someone's deliberate choice (as with asyncio.create_task below).
-            if isinstance(asyncio.events._event_loop_policy, _policy_class()):  # type: ignore[attr-defined]
-                asyncio.set_event_loop_policy(_saved_policy)
+            if asyncio.events._event_loop_policy is _installed:  # type: ignore[attr-defined]
+                # The raw slot: no warning on 3.14+, and None ("not chosen") restored as None.
+                asyncio.events._event_loop_policy = _saved_policy  # type: ignore[attr-defined]
             _saved_policy = _NOTHING
+            _installed, _installed_base = None, _NOTHING
         if _saved_create_task is not _NOTHING:
             if asyncio.create_task is create_task:
                 asyncio.create_task = _saved_create_task

@@ -1,8 +1,12 @@
 """EventLoopPolicy: a wrapper policy whose loops are ctxloop loops.
 
 Imported only when ``ctxloop.EventLoopPolicy`` or ``install()`` is used, so
-that on 3.14+ (where policies are deprecated) nothing on ctxloop's import path
-touches a policy name. From 3.12 on the loop-factory route is the primary one.
+that nothing on ctxloop's import path touches a policy name. Policies are
+deprecated from Python 3.14 (removal planned for 3.16): there asyncio's own
+``set_event_loop_policy()`` warns, and so does ``install()``, at the caller's
+line; defining or instantiating this class warns nothing, because it only uses
+asyncio's private policy base classes, which do not warn. From 3.12 on the
+loop-factory route (``ctxloop.loop_factory()``) is the primary one.
 """
 
 from __future__ import annotations
@@ -11,23 +15,61 @@ import asyncio
 import sys
 from typing import Any, Optional, Union
 
-from ._loop import enable, import_uvloop
+from ._loop import _ASYNCIO_LOOP, enable, import_uvloop, loop_class
 
-__all__ = ["EventLoopPolicy"]
+__all__ = ["EventLoopPolicy", "current_policy", "set_policy"]
 
-if sys.version_info >= (3, 14):  # pragma: no cover - not installable here; see docs/python314.md
-    _AbstractPolicy: Any = asyncio.events._AbstractEventLoopPolicy  # type: ignore[attr-defined]
-    _DefaultPolicy: Any = asyncio.events._DefaultEventLoopPolicy  # type: ignore[attr-defined]
+if sys.version_info >= (3, 14):
+    import asyncio.events
+
+    if sys.platform == "win32":  # pragma: no cover
+        from asyncio.windows_events import _DefaultEventLoopPolicy
+    else:
+        from asyncio.unix_events import _DefaultEventLoopPolicy
+    _AbstractPolicy: Any = asyncio.events._AbstractEventLoopPolicy
+    _BaseDefaultPolicy: Any = asyncio.events._BaseDefaultEventLoopPolicy
+    _DefaultPolicy: Any = _DefaultEventLoopPolicy
+
+    def current_policy() -> Any:
+        """The policy in force (asyncio's default one, created now if none was chosen), without a warning."""
+        return asyncio.events._get_event_loop_policy()
+
+    def set_policy(policy: Any) -> None:
+        """Set the policy slot without asyncio's deprecation warning (for restoring one)."""
+        asyncio.events._set_event_loop_policy(policy)
+
+    class _UvloopPolicy(_BaseDefaultPolicy):  # type: ignore[misc]
+        # uvloop's own EventLoopPolicy touches asyncio's deprecated names when
+        # first used on 3.14+; this one makes uvloop loops without them.
+        def _loop_factory(self) -> asyncio.AbstractEventLoop:
+            return loop_class(import_uvloop().Loop)()  # type: ignore[no-any-return]
+
+    def _uvloop_policy() -> Any:
+        import_uvloop()
+        return _UvloopPolicy()
+
 else:
     _AbstractPolicy = asyncio.AbstractEventLoopPolicy
+    _BaseDefaultPolicy = asyncio.events.BaseDefaultEventLoopPolicy
     _DefaultPolicy = asyncio.DefaultEventLoopPolicy
+
+    def current_policy() -> Any:
+        """The policy in force (asyncio's default one, created now if none was chosen)."""
+        return asyncio.get_event_loop_policy()
+
+    def set_policy(policy: Any) -> None:
+        """Set the policy slot."""
+        asyncio.set_event_loop_policy(policy)
+
+    def _uvloop_policy() -> Any:
+        return import_uvloop().EventLoopPolicy()
 
 
 def _resolve_policy(base: Any) -> Any:
     if base is None or base == "asyncio":
         return _DefaultPolicy()
     if base == "uvloop":
-        return import_uvloop().EventLoopPolicy()
+        return _uvloop_policy()
     if isinstance(base, str):
         raise ValueError(f"unknown policy {base!r}: expected None, 'asyncio', 'uvloop' or an event loop policy")
     if isinstance(base, EventLoopPolicy):
@@ -51,6 +93,15 @@ class EventLoopPolicy(_AbstractPolicy):  # type: ignore[misc, valid-type]
 
     def __init__(self, base: Union[str, "asyncio.AbstractEventLoopPolicy", None] = None) -> None:
         self._base = _resolve_policy(base)
+        # asyncio's default policy makes loops of one known class: build
+        # ctxloop's subclass of it directly instead of changing each instance.
+        self._loop_class: Optional[type] = None
+        if (
+            isinstance(self._base, _BaseDefaultPolicy)
+            and type(self._base).new_event_loop is _BaseDefaultPolicy.new_event_loop
+            and getattr(type(self._base), "_loop_factory", None) is _ASYNCIO_LOOP
+        ):
+            self._loop_class = loop_class(_ASYNCIO_LOOP)
 
     @property
     def base(self) -> Any:
@@ -67,6 +118,8 @@ class EventLoopPolicy(_AbstractPolicy):  # type: ignore[misc, valid-type]
 
     def new_event_loop(self) -> asyncio.AbstractEventLoop:
         """A new loop from the base policy, made a ctxloop loop."""
+        if self._loop_class is not None:
+            return self._loop_class()  # type: ignore[no-any-return]
         return enable(self._base.new_event_loop())
 
     if sys.version_info < (3, 14):

@@ -24,9 +24,9 @@ import threading
 import time
 from typing import Any, Callable, Coroutine, Dict, List, Optional, Sequence, Tuple, Type, TypeVar
 
-from ._loop import enable, resolve_base
+from ._loop import resolve_base
 from ._runner import run
-from ._task import create_task
+from ._create import create_task
 
 __all__ = ["CHECKS", "CheckFailed", "KNOWN_LOOPS", "abandoned_threads", "installed_loops", "main"]
 
@@ -427,23 +427,36 @@ def check_s6(make_loop: LoopFactory, timeout: float) -> None:
 
 
 def check_s7(make_loop: LoopFactory, timeout: float) -> None:
-    """A context entered right now cannot host a task: RuntimeError at creation."""
+    """An entered ctx: what CPython runs works (shared with the parent); one entered beneath is refused."""
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
     outer = contextvars.copy_context()
 
-    async def main() -> List[str]:
+    async def child(value: str) -> None:
+        var.set(value)
+
+    async def shares() -> List[str]:
         loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
+        own = asyncio.current_task().get_context()  # type: ignore[union-attr]
+        await loop.create_task(child("own"), context=own)  # type: ignore[call-arg]
+        seen = [var.get()]
+        inline = contextvars.copy_context()
+        await inline.run(lambda: loop.create_task(child("inline"), context=inline))  # type: ignore[call-arg]
+        seen.append(inline[var])
+        return seen
+
+    _expect(_main_task(make_loop, shares(), timeout), ["own", "inline"])
+
+    async def beneath() -> List[str]:
+        loop = asyncio.get_running_loop()
         outcomes = [
-            _raises(RuntimeError, lambda c: loop.create_task(c, context=outer), "entered"),  # type: ignore[call-arg]
-            _raises(RuntimeError, lambda c: create_task(c, context=outer), "entered"),
-            _raises(RuntimeError, lambda c: loop.create_task(c, context=task.get_context()), "entered"),  # type: ignore[attr-defined, call-arg]
+            _raises(RuntimeError, lambda c: loop.create_task(c, context=outer), "entered beneath"),  # type: ignore[call-arg]
+            _raises(RuntimeError, lambda c: create_task(c, context=outer), "entered beneath"),
         ]
-        labels = ["loop.create_task", "ctxloop.create_task", "the current task's context"]
+        labels = ["loop.create_task", "ctxloop.create_task"]
         return [f"{label}: {o}" for label, o in zip(labels, outcomes) if o]
 
     # The whole loop runs inside outer.run(...): outer is entered throughout.
-    problems = outer.run(_main_task, make_loop, main(), timeout)
+    problems = outer.run(_main_task, make_loop, beneath(), timeout)
     if problems:
         raise CheckFailed("; ".join(problems))
 
@@ -465,7 +478,7 @@ CHECKS: Dict[str, Tuple[str, _Check]] = {
     "S4": ("task.get_context() is ctx", check_s4),
     "S5": ("a real asyncio.Task (coro, repr, stack, name, ...)", check_s5),
     "S6": ("bad input: TypeError naming the type, ...", check_s6),
-    "S7": ("an entered ctx is refused: RuntimeError", check_s7),
+    "S7": ("an entered ctx: shared if CPython runs it, else RuntimeError", check_s7),
 }
 
 
@@ -475,10 +488,16 @@ def installed_loops() -> List[str]:
 
 
 def _base_factory(name: str) -> LoopFactory:
-    if name in ("asyncio", "uvloop"):
-        return resolve_base(name)
+    """A factory of plain (not ctxloop) loops of *name*."""
+    if name == "asyncio":
+        return asyncio.SelectorEventLoop if sys.platform != "win32" else asyncio.ProactorEventLoop  # type: ignore[no-any-return]
     factory: LoopFactory = importlib.import_module(name).new_event_loop
     return factory
+
+
+def _ctxloop_factory(name: str) -> LoopFactory:
+    """A factory of the ctxloop loops of *name* a user gets."""
+    return resolve_base(name if name in ("asyncio", "uvloop") else _base_factory(name))
 
 
 def _bounded(work: Callable[[], _T], timeout: float) -> Tuple[bool, Any]:
@@ -526,12 +545,9 @@ def run_checks(loop: str, timeout: float, forced: Dict[str, str]) -> Dict[str, O
     """Run every check on *loop*: {check id: None when it passes, else why it failed}."""
     results: Dict[str, Optional[str]] = {}
     try:
-        base = _base_factory(loop)
+        make_loop = _ctxloop_factory(loop)
     except Exception as error:
         return dict.fromkeys(CHECKS, f"cannot build the loop: {type(error).__name__}: {error}")
-
-    def make_loop() -> asyncio.AbstractEventLoop:
-        return enable(base())
 
     for check_id, (_, listed) in CHECKS.items():
         check = _forced_check(forced[check_id]) if check_id in forced else listed
@@ -547,8 +563,7 @@ def measure_cost(loop: str, budget: float = COST_BUDGET) -> float:
     ctxloop loop of the same kind (``create_task(coro, context=ctx)``) until
     *budget* seconds are spent; the ratio is of the fastest batch of each.
     """
-    base = _base_factory(loop)
-    plain, ours = base(), enable(base())
+    plain, ours = _base_factory(loop)(), _ctxloop_factory(loop)()
     batch = 300
 
     async def noop() -> None:

@@ -3,7 +3,12 @@
 3.11+: asyncio's own Runner; ctxloop only makes the loop it creates a ctxloop
 loop. 3.8-3.10: a backport of 3.12's Runner (one context per runner, a main
 task created with ``context=``, Ctrl-C cancels the main task and then raises
-``KeyboardInterrupt``, async generators and the default executor shut down).
+``KeyboardInterrupt`` unless the task was also cancelled for another reason,
+async generators and the default executor shut down).
+
+A *loop_factory* may return an object that is not an
+``asyncio.AbstractEventLoop`` (asyncio's Runner accepts any loop-like object,
+a test double say): it is used as it is, without ctxloop's ``create_task``.
 """
 
 from __future__ import annotations
@@ -16,9 +21,8 @@ import signal
 import sys
 import threading
 from types import FrameType, TracebackType
-from typing import Any, Callable, Coroutine, Optional, Type, TypeVar
+from typing import Any, Callable, Coroutine, List, Optional, Type, TypeVar
 
-from ._binding import check_context
 from ._loop import enable
 
 __all__ = ["Runner", "run"]
@@ -38,7 +42,7 @@ if sys.version_info >= (3, 11):
 
         def _lazy_init(self) -> None:
             super()._lazy_init()  # type: ignore[misc]
-            enable(self._loop)  # type: ignore[attr-defined]
+            _enable_if_a_loop(self._loop)  # type: ignore[attr-defined]
 
 else:
 
@@ -107,14 +111,13 @@ else:
             if asyncio._get_running_loop() is not None:
                 # Same message as asyncio's.
                 raise RuntimeError("Runner.run() cannot be called from a running event loop")
-            if context is not None:
-                check_context(context)
             self._lazy_init()
             loop = self._loop
             assert loop is not None
             if context is None:
                 context = self._context
             task = loop.create_task(coro, context=context)  # type: ignore[call-arg]
+            cancel_requests = _count_cancel_requests(task)
 
             if threading.current_thread() is threading.main_thread() and (
                 signal.getsignal(signal.SIGINT) is signal.default_int_handler
@@ -132,12 +135,14 @@ else:
             try:
                 return loop.run_until_complete(task)
             except asyncio.CancelledError:
-                if self._interrupt_count > 0:
-                    # No Task.uncancel() before 3.11: the interrupt is the cause.
-                    # Chained to the CancelledError, as 3.12's Runner does.
+                # 3.12 raises KeyboardInterrupt when uncancel() brings the task's
+                # cancel requests to 0, i.e. the interrupt's was the only one.
+                # Chained to the CancelledError, as 3.12's Runner does.
+                if self._interrupt_count > 0 and cancel_requests[0] - 1 == 0:
                     raise KeyboardInterrupt()  # noqa: B904
                 raise
             finally:
+                _stop_counting(task)
                 if sigint_handler is not None and signal.getsignal(signal.SIGINT) is sigint_handler:
                     signal.signal(signal.SIGINT, signal.default_int_handler)
 
@@ -153,7 +158,7 @@ else:
                     asyncio.set_event_loop(self._loop)
                     self._set_event_loop = True
             else:
-                self._loop = enable(self._loop_factory())
+                self._loop = _enable_if_a_loop(self._loop_factory())
             if self._debug is not None:
                 self._loop.set_debug(self._debug)
             self._context = contextvars.copy_context()
@@ -168,6 +173,27 @@ else:
                 self._loop.call_soon_threadsafe(lambda: None)
                 return
             raise KeyboardInterrupt()
+
+    def _count_cancel_requests(task: Any) -> List[int]:
+        # Tasks count cancel requests from 3.11 (cancelling()/uncancel()); the
+        # runner's main task counts them here, through an instance attribute
+        # that run() removes again (it holds the task: a cycle until then).
+        requests = [0]
+        cancel = task.cancel
+
+        def counting_cancel(*args: Any, **kwargs: Any) -> bool:
+            if not task.done():
+                requests[0] += 1
+            return cancel(*args, **kwargs)  # type: ignore[no-any-return]
+
+        task.cancel = counting_cancel
+        return requests
+
+    def _stop_counting(task: Any) -> None:
+        try:
+            del task.cancel
+        except AttributeError:
+            pass
 
     def _cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:
         to_cancel = asyncio.all_tasks(loop)
@@ -205,6 +231,12 @@ else:
             executor = getattr(loop, "_default_executor", None)
             if executor is not None:
                 executor.shutdown(wait=True)
+
+
+def _enable_if_a_loop(loop: Any) -> Any:
+    if isinstance(loop, asyncio.AbstractEventLoop):
+        enable(loop)
+    return loop
 
 
 def run(

@@ -20,6 +20,7 @@ from typing import Any, Awaitable, Callable, List, Tuple
 import pytest
 
 import ctxloop
+from ctxloop._loop import is_ctxloop_loop
 
 anyio = pytest.importorskip("anyio")
 anyio_abc = pytest.importorskip("anyio.abc")
@@ -52,7 +53,7 @@ def asyncio_backend(request: pytest.FixtureRequest) -> str:
 def test_anyio_runs_on_the_ctxloop_loop_it_was_given(asyncio_backend: str) -> None:
     async def main() -> Tuple[str, bool]:
         loop = asyncio.get_running_loop()
-        return type(loop).__module__.split(".")[0], getattr(loop, "_ctxloop_enabled", False)
+        return type(loop).__module__.split(".")[0], is_ctxloop_loop(loop)
 
     expected = "uvloop" if asyncio_backend.endswith("uvloop") else "asyncio"
     assert anyio_run(asyncio_backend, main) == (expected, True)
@@ -166,18 +167,27 @@ def test_s2_s4_loop_create_task_with_context_under_anyio(asyncio_backend: str) -
     anyio_run(asyncio_backend, main)
 
 
-def test_s6_s7_bad_and_entered_contexts_fail_at_creation_under_anyio(asyncio_backend: str) -> None:
+def test_s6_s7_bad_and_entered_contexts_under_anyio(asyncio_backend: str) -> None:
+    outer = contextvars.copy_context()
+
+    async def child() -> None:
+        var.set("child")
+
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        own = asyncio.current_task().get_context()  # type: ignore[union-attr]
         coro = anyio.sleep(0)
         with pytest.raises(TypeError, match=r"context must be a contextvars\.Context, not int"):
             loop.create_task(coro, context=42)  # type: ignore[call-arg]  # noqa: RUF006 - refused
-        with pytest.raises(RuntimeError, match="is entered right now"):
-            loop.create_task(coro, context=own)  # type: ignore[call-arg]  # noqa: RUF006 - refused
+        # outer is entered beneath the loop (anyio.run runs inside outer.run): refused.
+        with pytest.raises(RuntimeError, match="is entered beneath the current context"):
+            loop.create_task(coro, context=outer)  # type: ignore[call-arg]  # noqa: RUF006 - refused
         coro.close()
+        # The task's own context is exited before the child's first step: shared.
+        own = asyncio.current_task().get_context()  # type: ignore[union-attr]
+        await loop.create_task(child(), context=own)  # type: ignore[call-arg]
+        assert var.get() == "child"
 
-    anyio_run(asyncio_backend, main)
+    outer.run(anyio_run, asyncio_backend, main)
 
 
 def test_s1_start_soon_gives_a_copy_taken_when_it_is_called(backend: str) -> None:

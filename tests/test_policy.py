@@ -13,6 +13,7 @@ from typing import Any, Iterator
 import pytest
 
 import ctxloop
+from ctxloop._loop import is_ctxloop_loop
 
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
 
@@ -48,7 +49,7 @@ def test_policy_hands_out_ctxloop_loops(loop_name: str) -> None:
     assert asyncio.run(_levels_with_context()) == ["2", "1", "0", "0", "1", "2"]
     loop = policy.new_event_loop()
     try:
-        assert loop.__dict__.get("_ctxloop_enabled")
+        assert is_ctxloop_loop(loop)
     finally:
         loop.close()
 

@@ -72,10 +72,13 @@ import asyncio
 import pytest
 
 
+from ctxloop._loop import is_ctxloop_loop
+
+
 def probe(request):
     loop = asyncio.get_running_loop()
     with open(request.config.rootpath / "probes.txt", "a") as probes:
-        print(request.node.name, type(loop).__module__, loop.get_task_factory() is not None, file=probes)
+        print(request.node.name, type(loop).__module__, is_ctxloop_loop(loop), file=probes)
 
 
 @pytest.mark.asyncio
@@ -124,8 +127,8 @@ def test_inert_without_the_option(inner: pytest.Pytester) -> None:
     without, present, turned_off = runs
     assert present == without == turned_off
     assert present[0] == ["test_asyncio_loop", "test_anyio_loop"]
-    # The loops are the frameworks' own: no task factory (a ctxloop loop always has one).
-    assert [has_factory for _, _, has_factory in present[1]] == ["False", "False"]
+    # The loops are the frameworks' own, not ctxloop loops.
+    assert [is_ours for _, _, is_ours in present[1]] == ["False", "False"]
 
 
 # -- one run per loop, each a ctxloop loop --------------------------------------
@@ -289,6 +292,7 @@ def test_loop_scopes_and_parametrized_tests(inner: pytest.Pytester) -> None:
 import asyncio
 import contextvars
 import pytest
+from ctxloop._loop import is_ctxloop_loop
 
 var = contextvars.ContextVar("var", default="unset")
 loops = {}
@@ -319,7 +323,7 @@ async def test_task_context(n):
 class TestInAClass:
     @pytest.mark.asyncio
     async def test_method(self):
-        assert asyncio.get_running_loop().get_task_factory() is not None
+        assert is_ctxloop_loop(asyncio.get_running_loop())
 """
     )
     result = run(inner, "-v", f"--ctxloop={ALL_LOOPS}")
@@ -364,6 +368,8 @@ def test_anyio_options_kept_and_other_backends_run_once(inner: pytest.Pytester) 
 import asyncio
 import pytest
 
+from ctxloop._loop import is_ctxloop_loop
+
 BACKENDS = [("asyncio", {"debug": True})] + (["trio"] if {has_trio} else [])
 
 
@@ -379,7 +385,7 @@ async def test_backend(anyio_backend, anyio_backend_options):
     loop = asyncio.get_running_loop()
     assert loop.get_debug()  # the project's own option is kept
     assert anyio_backend_options["loop_factory"].__name__.startswith("loop_factory(")
-    assert loop.get_task_factory() is not None
+    assert is_ctxloop_loop(loop)
 """.replace("{has_trio}", str(HAS_TRIO))
     )
     result = run(inner, "-v", "-rs", f"--ctxloop={ALL_LOOPS}")

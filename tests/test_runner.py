@@ -13,6 +13,7 @@ from typing import Any, AsyncIterator, List
 import pytest
 
 import ctxloop
+from ctxloop._loop import is_ctxloop_loop
 
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
 
@@ -28,7 +29,7 @@ def test_runs_share_the_runner_context(loop_name: str) -> None:
         runner.run(set_it())
         assert runner.run(get_it()) == "first run"
         loop = runner.get_loop()
-        assert loop.__dict__.get("_ctxloop_enabled")
+        assert is_ctxloop_loop(loop)
     assert loop.is_closed()
     assert var.get() == "unset"
 
@@ -53,7 +54,7 @@ def test_default_loop_comes_from_the_policy() -> None:
         return asyncio.get_running_loop()
 
     loop = ctxloop.run(main())
-    assert loop.__dict__.get("_ctxloop_enabled") and loop.is_closed()
+    assert is_ctxloop_loop(loop) and loop.is_closed()
 
 
 def test_errors_as_asyncio(loop_name: str) -> None:

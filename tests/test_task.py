@@ -319,40 +319,6 @@ def test_s6_closed_loop(loop_name: str) -> None:
         coro.close()
 
 
-def test_s7_an_entered_context_is_refused_at_creation(run: Callable[..., Any], spawn: Any) -> None:
-    async def child() -> None:
-        pass
-
-    async def main() -> None:
-        me = asyncio.current_task()
-        own = me.get_context()  # type: ignore[union-attr]
-        coro = child()
-        with pytest.raises(RuntimeError, match="is entered right now"):
-            spawn(coro, context=own)
-        coro.close()
-
-    run(main())
-
-
-def test_s7_loop_running_inside_ctx_run(loop_name: str) -> None:
-    ctx = contextvars.copy_context()
-
-    async def child() -> None:
-        pass
-
-    async def main() -> None:
-        coro = child()
-        with pytest.raises(RuntimeError, match="is entered right now"):
-            asyncio.get_running_loop().create_task(coro, context=ctx)  # type: ignore[call-arg]
-        coro.close()
-
-    loop = ctxloop.new_event_loop(loop_name)
-    try:
-        ctx.run(loop.run_until_complete, main())
-    finally:
-        loop.close()
-
-
 @pytest.mark.skipif(sys.version_info >= (3, 11), reason="3.11+: asyncio steps the task itself (native behaviour)")
 def test_s7_context_entered_before_a_later_step_fails_the_task(loop_name: str) -> None:
     ctx = contextvars.copy_context()

@@ -54,18 +54,22 @@ def test_asyncio_taskgroup_create_task_with_context_keeps_s2_s4(run: Callable[..
 
 
 @native
-def test_asyncio_taskgroup_refuses_an_entered_context(run: Callable[..., Any]) -> None:
+def test_asyncio_taskgroup_refuses_a_context_entered_beneath(run: Callable[..., Any]) -> None:
+    outer = contextvars.copy_context()
+
     async def main() -> None:
-        own = asyncio.current_task().get_context()  # type: ignore[union-attr]
         async with asyncio.TaskGroup() as tg:  # type: ignore[attr-defined]
             coro = child("never")
-            with pytest.raises(RuntimeError, match="is entered right now"):
-                tg.create_task(coro, context=own)
+            with pytest.raises(RuntimeError, match="is entered beneath the current context"):
+                tg.create_task(coro, context=outer)
             coro.close()
             # The group is still usable: the refusal happened before it knew of a task.
             tg.create_task(child("fine"), context=contextvars.copy_context())
+            # The task's own context is exited before the child runs: shared with it.
+            tg.create_task(child("own"), context=asyncio.current_task().get_context())  # type: ignore[union-attr]
+        assert var.get() == "own"
 
-    run(main())
+    outer.run(run, main())
 
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="asyncio.eager_task_factory exists from Python 3.12")

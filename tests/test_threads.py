@@ -173,21 +173,22 @@ def test_call_soon_threadsafe_with_a_context(loop_name: str) -> None:
         async def child() -> str:
             return var.get()
 
+        async def in_ctx() -> None:
+            var.set("set in ctx")
+
         def callback() -> None:
             seen.append(var.get())
             own_child = ctxloop.create_task(child())  # S1: a copy of ctx, taken now
-            coro = child()
-            try:
-                ctxloop.create_task(coro, context=ctx)  # ctx is entered by this callback: S7
-            except RuntimeError as exc:
-                seen.append(type(exc).__name__)
-                coro.close()
-            own_child.add_done_callback(lambda task: done.set_result(task.result()))
+            var.set("after the copy")
+            # ctx is this callback's own context, exited before the task runs (S7).
+            shared = ctxloop.create_task(in_ctx(), context=ctx)
+            own_child.add_done_callback(lambda task: shared.add_done_callback(lambda _: done.set_result(task.result())))
 
         loop.call_soon_threadsafe(callback, context=ctx)
         result = asyncio.run_coroutine_threadsafe(asyncio.wait_for(done, 10), loop).result(10)
-        assert seen == ["ctx value", "RuntimeError"]
+        assert seen == ["ctx value"]
         assert result == "ctx value"
+        assert ctx[var] == "set in ctx"
     finally:
         _stop(loop, thread)
 
