@@ -29,7 +29,8 @@ a list of operations run by one coroutine:
 ``new`` (``Context()``), ``own`` (the creating task's ``get_context()``) or
 ``shared:NAME``. Every shared context starts as a copy of the main task's
 context. Slots are local to a body: a body awaits and cancels only the tasks it
-created, so no program can deadlock. At the end, the main task lets every
+created, so no program can deadlock; a ``soon`` slot is filled when its
+callback runs (until then ``await`` and ``cancel`` trace ``missing``). At the end, the main task lets every
 scheduled callback run, awaits every task ever created, in creation order, and
 the final values of every shared context are traced.
 
@@ -42,8 +43,10 @@ The same program runs in three modes:
 * ``pytask`` (every Python): plain asyncio, no ctxloop, every task asyncio's
   pure-Python Task (``asyncio.tasks._PyTask``) given its context the way 3.11
   does it (``self._context = context``): natively on 3.11+, on 3.8-3.10 by
-  handing ``_PyTask.__init__`` the context in place of its ``copy_context()``.
-  An independent reference that runs everywhere.
+  handing ``_PyTask.__init__`` the context in place of its ``copy_context()``
+  (on 3.14+ the current task is read with the pure-Python ``current_task()``,
+  the only one that sees a ``_PyTask``). An independent reference that runs
+  everywhere.
 * ``ctxloop``: a ctxloop loop, tasks created through ctxloop's entry points.
 
 The reference modes do exactly what CPython does; nothing in them imitates
