@@ -10,11 +10,14 @@ a list of operations run by one coroutine:
 ``["sleep"]``                                ``await asyncio.sleep(0)``: one loop iteration
 ``["spawn", slot, ctx, via, BODY]``          create a task running BODY (see ``ctx`` below);
                                              ``via`` picks ctxloop's entry point (replay only)
+``["soon", slot, NAME, via, BODY]``          ``loop.call_soon(cb, context=C)``, C the shared
+                                             context NAME: the callback creates a task running
+                                             BODY with ``context=C``, its own (current) context
 ``["await", slot]``                          await the task in ``slot`` (traced outcome)
 ``["cancel", slot, msg]``                    ``task.cancel(msg)`` (msg dropped on 3.8; traced result)
 ``["call", how, BODY]``                      await BODY inline: ``how`` is ``direct`` (``await``),
                                              ``isolated``, ``new`` (a fresh ``Context()``),
-                                             ``own`` (the current task's context: S7) or
+                                             ``own`` (the current task's context) or
                                              ``ctx:NAME`` (``run_in_context`` of a shared context)
 ``["gather", [BODY, ...]]``                  ``asyncio.gather`` of the bodies (each a task)
 ``["capture", NAME]``                        shared context NAME := the current task's context
@@ -23,12 +26,13 @@ a list of operations run by one coroutine:
 ===========================================  =====================================================
 
 ``ctx`` of a spawn is ``none`` (no ``context=``), ``copy`` (``copy_context()``),
-``new`` (``Context()``), ``own`` (the creating task's ``get_context()``, entered
-right now: S7) or ``shared:NAME``. Every shared context starts as a copy of the
-main task's context. Slots are local to a body: a body awaits and cancels only
-the tasks it created, so no program can deadlock. At the end, the main task
-awaits every task ever created, in creation order, and the final values of
-every shared context are traced.
+``new`` (``Context()``), ``own`` (the creating task's ``get_context()``) or
+``shared:NAME``. Every shared context starts as a copy of the main task's
+context. Slots are local to a body: a body awaits and cancels only the tasks it
+created, so no program can deadlock; a ``soon`` slot is filled when its
+callback runs (until then ``await`` and ``cancel`` trace ``missing``). At the end, the main task lets every
+scheduled callback run, awaits every task ever created, in creation order, and
+the final values of every shared context are traced.
 
 The same program runs in three modes:
 
@@ -39,24 +43,66 @@ The same program runs in three modes:
 * ``pytask`` (every Python): plain asyncio, no ctxloop, every task asyncio's
   pure-Python Task (``asyncio.tasks._PyTask``) given its context the way 3.11
   does it (``self._context = context``): natively on 3.11+, on 3.8-3.10 by
-  handing ``_PyTask.__init__`` the context in place of its ``copy_context()``.
-  An independent reference that runs everywhere.
+  handing ``_PyTask.__init__`` the context in place of its ``copy_context()``
+  (on 3.14+ the current task is read with the pure-Python ``current_task()``,
+  the only one that sees a ``_PyTask``). An independent reference that runs
+  everywhere.
 * ``ctxloop``: a ctxloop loop, tasks created through ctxloop's entry points.
 
-Where CPython fails badly (S7: a task given a context that is entered right
-now is accepted, then never finishes), the reference modes record what SPEC
-prescribes: ``RuntimeError`` at creation, checked by entering the context.
+The reference modes do exactly what CPython does; nothing in them imitates
+ctxloop. Contexts that are entered when a task is created (S7):
+
+* A lazy task given an entered context works natively: the creating task's own
+  context (``spawn own``, or ``shared:NAME`` naming it), whether it is current
+  or a ``call`` has entered another context on top of it; the context a
+  ``call`` entered (``call ctx:A [spawn shared:A]``); a callback's own context
+  (``soon``). The context is no longer entered when the child's first step
+  runs: parent and child share it and their steps never nest.
+* ``call`` of a context that is entered (``call own``; ``call ctx:A`` inside
+  ``call ctx:A`` or inside a task running in A): ``RefInContext`` fails at its
+  first step with CPython's ``RuntimeError`` ("cannot enter context"), while
+  ctxloop's ``run_in_context`` raises ``RuntimeError`` at creation. ``call``
+  awaits right after creating and nothing runs in between, so the trace
+  records one outcome for both: ``["call", label, index, ["exc", "RuntimeError"]]``
+  (an exception at creation is traced as the outcome of the await).
+
+Where CPython hangs or corrupts its state, a reference would have to imitate
+ctxloop instead; the language cannot produce either case, so there is no
+imitation at all:
+
+* a task given a context entered *beneath* the running loop (the loop runs
+  inside ``ctx.run``) never finishes natively: every context a program can
+  name is created inside the main task, and a context is entered only while a
+  step of a task runs, so when a lazy task's first step runs nothing is
+  entered but its own context;
+* an eager task (3.12+) given an entered context corrupts the loop's
+  current-task record natively: the language creates no eager task.
+
+(Both confirmed outside the language on CPython 3.12.1-3.15.2; inside it,
+``scripts/regen_golden.py --probe`` finds no program that hangs natively.)
+
+The generator never produces one shape (``limitation_sites`` finds it): a
+``spawn shared:NAME`` whose context is entered by a ``call ctx:*`` *beneath*
+the current context, that is with another ``call`` (not ``direct``) of the
+same task in between, e.g. ``call ctx:A [call isolated [spawn shared:A]]``.
+CPython accepts that task (the context is no longer entered when its first
+step runs); ctxloop refuses it with ``RuntimeError``, as it cannot tell that
+context from one entered beneath the running loop, where CPython hangs. The
+generator draws such a spawn's context from ``none``/``copy``/``new``/``own``
+only, which keeps every other shape, ``spawn own`` beneath nested calls and
+``call ctx:A [spawn shared:A]`` included. ``limitation()`` holds examples.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import json
 import random
 import sys
 import types
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import ctxloop
 
@@ -66,6 +112,8 @@ __all__ = [
     "VARS",
     "generate",
     "handcrafted",
+    "limitation",
+    "limitation_sites",
     "make_loop",
     "run_program",
 ]
@@ -81,27 +129,23 @@ VIAS = ("ctxloop.create_task", "loop.create_task", "ctxloop.Task", "asyncio.crea
 SHARED = ("A", "B")
 
 _PyTask: Any = getattr(asyncio.tasks, "_PyTask", asyncio.Task)
-
-
-def _entered(ctx: contextvars.Context) -> bool:
-    """SPEC S7's "entered right now": Context.run refuses an entered context."""
-    try:
-        ctx.run(int)  # type: ignore[call-arg]
-    except RuntimeError:
-        return True
-    return False
+if sys.version_info >= (3, 14):
+    # The pure-Python Task records itself as current for the pure-Python
+    # current_task() only: the C one no longer sees it.
+    _py_current_task: Callable[[], Any] = asyncio.tasks._py_current_task  # type: ignore[attr-defined]
+else:
+    _py_current_task = asyncio.current_task
 
 
 class RefInContext:
     """Reference ``run_in_context``: await *coro* in the same task, each step inside *ctx*.
 
     Independent of ctxloop: a generator-based awaitable that sends into and
-    throws into the coroutine through ``ctx.run``.
+    throws into the coroutine through ``ctx.run``. A context that is entered
+    fails at the step that enters it, with ``Context.run``'s own ``RuntimeError``.
     """
 
     def __init__(self, ctx: contextvars.Context, coro: Any) -> None:
-        if _entered(ctx):
-            raise RuntimeError("context entered")
         self.ctx = ctx
         self.coro = coro
 
@@ -118,6 +162,10 @@ class RefInContext:
                     yielded = ctx.run(coro.throw, pending)
             except StopIteration as stop:
                 return stop.value
+            except BaseException:
+                if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+                    coro.close()  # never entered: no "never awaited" warning
+                raise
             try:
                 value = yield yielded
             except GeneratorExit:
@@ -149,14 +197,15 @@ class _Ref:
             tasks_module.contextvars = saved
 
     def create(self, loop: Any, coro: Any, context: Optional[contextvars.Context]) -> Any:
-        if context is not None and _entered(context):
-            raise RuntimeError("context entered")  # SPEC S7, where CPython would hang
         if self.mode == "native":
             return loop.create_task(coro, context=context)
         return self.py_task(loop, coro, context)
 
+    def current_task(self) -> Any:
+        return asyncio.current_task() if self.mode == "native" else _py_current_task()
+
     def own_context(self) -> contextvars.Context:
-        task: Any = asyncio.current_task()
+        task: Any = self.current_task()
         if self.mode == "native":
             return task.get_context()  # type: ignore[no-any-return]
         return task._context  # type: ignore[no-any-return]
@@ -169,6 +218,9 @@ class _Ctxloop:
     """Task creation through ctxloop's entry points."""
 
     mode = "ctxloop"
+
+    def current_task(self) -> Any:
+        return asyncio.current_task()
 
     def create(self, loop: Any, coro: Any, context: Optional[contextvars.Context], via: str) -> Any:
         if via == "ctxloop.create_task":
@@ -204,6 +256,7 @@ class _Interpreter:
         self.labels: Dict[Any, str] = {}
         self.created: List[Any] = []  # (label, task), creation order
         self.shared: Dict[str, contextvars.Context] = {}
+        self.pending_callbacks = 0
 
     def log(self, *entry: Any) -> None:
         self.trace.append(list(entry))
@@ -226,7 +279,7 @@ class _Interpreter:
         return self.shared[spec.split(":", 1)[1]]
 
     async def task_body(self, ops: List[Any], label: str) -> List[str]:
-        self.labels[asyncio.current_task()] = label
+        self.labels[self.backend.current_task()] = label
         return await self.body(ops, label)
 
     async def body(self, ops: List[Any], label: str) -> List[str]:
@@ -243,7 +296,7 @@ class _Interpreter:
         elif kind == "get":
             self.log("get", label, op[1], _read(VARS[op[1]]))
         elif kind == "task":
-            self.log("task", label, self.labels.get(asyncio.current_task(), "?"))
+            self.log("task", label, self.labels.get(self.backend.current_task(), "?"))
         elif kind == "sleep":
             await asyncio.sleep(0)
         elif kind == "raise":
@@ -253,7 +306,9 @@ class _Interpreter:
         elif kind == "peek":
             self.log("peek", label, op[1], op[2], self.shared[op[1]].get(VARS[op[2]], UNSET))
         elif kind == "spawn":
-            self.spawn(op, label, slots)
+            self.spawn(op, label, slots, lambda: self.context_for(op[2]))
+        elif kind == "soon":
+            self.soon(op, label, slots)
         elif kind == "await":
             task = slots.get(op[1])
             self.log("await", label, op[1], "missing" if task is None else await self.outcome(task))
@@ -276,23 +331,37 @@ class _Interpreter:
         else:  # pragma: no cover - a malformed program
             raise ValueError(f"unknown operation {op!r}")
 
-    def spawn(self, op: List[Any], label: str, slots: Dict[int, Any]) -> None:
-        _, slot, spec, via, body = op
+    def spawn(
+        self, op: List[Any], label: str, slots: Dict[int, Any], context: Callable[[], Optional[contextvars.Context]]
+    ) -> None:
+        """Create the task of a ``spawn`` or ``soon`` operation, in the context ``context()`` gives."""
+        kind, slot, _, via, body = op
         child = f"{label}.{slot}"
         coro = self.task_body(body, child)
         try:
-            context = self.context_for(spec)
+            loop = asyncio.get_running_loop()
             if self.mode == "ctxloop":
-                task = self.backend.create(asyncio.get_running_loop(), coro, context, via)
+                task = self.backend.create(loop, coro, context(), via)
             else:
-                task = self.backend.create(asyncio.get_running_loop(), coro, context)
+                task = self.backend.create(loop, coro, context())
         except BaseException as exc:
             coro.close()
-            self.log("spawn", label, slot, type(exc).__name__)
+            self.log(kind, label, slot, type(exc).__name__)
             return
         slots[slot] = task
         self.created.append((child, task))
-        self.log("spawn", label, slot, "ok")
+        self.log(kind, label, slot, "ok")
+
+    def soon(self, op: List[Any], label: str, slots: Dict[int, Any]) -> None:
+        ctx = self.shared[op[2]]
+
+        def callback() -> None:
+            # Runs inside ctx (entered and current): the task is given ctx itself.
+            self.pending_callbacks -= 1
+            self.spawn(op, label, slots, lambda: ctx)
+
+        self.pending_callbacks += 1
+        asyncio.get_running_loop().call_soon(callback, context=ctx)
 
     async def call(self, op: List[Any], index: int, label: str) -> None:
         how = op[1]
@@ -309,18 +378,23 @@ class _Interpreter:
             else:
                 awaitable = self.backend.in_context(self.context_for(how.replace("ctx:", "shared:")), coro)
         except BaseException as exc:
+            # Refused at creation: the same outcome as failing at the first
+            # step of the await that follows at once (see the module docstring).
             coro.close()
-            self.log("call", label, index, "refused", type(exc).__name__)
+            self.log("call", label, index, ["exc", type(exc).__name__])
             return
         self.log("call", label, index, await self.outcome(awaitable))
 
     async def main(self) -> List[Any]:
-        self.labels[asyncio.current_task()] = "m"
+        self.labels[self.backend.current_task()] = "m"
         for name in self.program["shared"]:
             self.shared[name] = contextvars.copy_context()
         self.log("main", await self.outcome(self.body(self.program["main"], "m")))
         i = 0
-        while i < len(self.created):  # settling a task may create more
+        while i < len(self.created) or self.pending_callbacks:  # settling a task may create more
+            if i == len(self.created):
+                await asyncio.sleep(0)  # let the scheduled callbacks create their tasks
+                continue
             label, task = self.created[i]
             self.log("settle", label, await self.outcome(task))
             i += 1
@@ -358,6 +432,74 @@ def run_program(program: Dict[str, Any], mode: str, loop_name: str = "asyncio") 
     return json.loads(json.dumps(trace))  # type: ignore[no-any-return]
 
 
+# --- the shape ctxloop refuses although CPython accepts it -------------------
+
+
+def _walk(ops: List[Any], under_ctx: bool, beneath: bool) -> Iterator[Tuple[List[Any], bool, bool]]:
+    """Every operation of a task's body with its call state (see ``limitation_sites``)."""
+    for op in ops:
+        yield op, under_ctx, beneath
+        if op[0] in ("spawn", "soon"):
+            yield from _walk(op[4], False, False)  # a new task: nothing of ours is entered when it steps
+        elif op[0] == "gather":
+            for body in op[1]:
+                yield from _walk(body, False, False)
+        elif op[0] == "call":
+            yield from _walk(op[2], *_call_state(op[1], under_ctx, beneath))
+
+
+def _call_state(how: str, under_ctx: bool, beneath: bool) -> Tuple[bool, bool]:
+    """The state inside ``call how``: ``under_ctx``, a ``call ctx:*`` context is
+    entered; ``beneath``, one is entered beneath the current context."""
+    if how == "direct":
+        return under_ctx, beneath
+    return under_ctx or how.startswith("ctx:"), beneath or under_ctx
+
+
+def limitation_sites(program: Dict[str, Any]) -> List[List[Any]]:
+    """The spawns of *program* that may be given a context entered beneath the current one.
+
+    A ``spawn shared:NAME`` with a ``call ctx:*`` and then another ``call`` that
+    is not ``direct`` around it in the same task: CPython accepts it when NAME
+    is the context the outer call entered, ctxloop refuses it (see the module
+    docstring). The generator never produces one.
+    """
+    return [
+        op
+        for op, _, beneath in _walk(program["main"], False, False)
+        if beneath and op[0] == "spawn" and op[2].startswith("shared:")
+    ]
+
+
+def limitation() -> Dict[str, Dict[str, Any]]:
+    """Programs of the excluded shape: CPython runs them, ctxloop refuses the spawn."""
+    child = [["get", 0], ["set", 1, "child"]]
+    return {
+        "shared context entered beneath an isolated call": {
+            "shared": ["A"],
+            "main": [["call", "ctx:A", [["call", "isolated", [["spawn", 0, "shared:A", "loop.create_task", child]]]]]],
+        },
+        "shared context entered beneath another shared one": {
+            "shared": ["A", "B"],
+            "main": [
+                ["set", 0, "main"],
+                ["call", "ctx:A", [["call", "ctx:B", [["spawn", 0, "shared:A", "ctxloop.Task", child], ["await", 0]]]]],
+                ["peek", "A", 1],
+            ],
+        },
+        "shared context entered beneath a fresh one, through direct calls": {
+            "shared": ["A"],
+            "main": [
+                [
+                    "call",
+                    "ctx:A",
+                    [["call", "direct", [["call", "new", [["spawn", 0, "shared:A", "ctxloop.create_task", child]]]]]],
+                ]
+            ],
+        },
+    }
+
+
 # --- generating programs ---------------------------------------------------
 
 
@@ -377,16 +519,21 @@ def random_chooser(seed: int) -> Chooser:
 
 # Weighted: the operation kinds, repeated by how often they are picked.
 _LEAF_KINDS = ["set"] * 4 + ["get"] * 4 + ["sleep"] * 3 + ["task", "peek", "capture", "raise"]
-_NEST_KINDS = ["spawn"] * 5 + ["call"] * 3 + ["gather"] + ["await"] * 3 + ["cancel"] * 2
-_SPAWN_CONTEXTS = ["none", "copy", "copy", "new", "own", "shared:A", "shared:A", "shared:B"]
-_CALL_HOWS = ["direct", "direct", "isolated", "isolated", "new", "own", "ctx:A", "ctx:B"]
+_NEST_KINDS = ["spawn"] * 5 + ["soon"] + ["call"] * 3 + ["gather"] + ["await"] * 3 + ["cancel"] * 2
+_SPAWN_CONTEXTS = ["none", "copy", "copy", "new", "own", "own", "shared:A", "shared:A", "shared:B"]
+# Beneath a call ctx:* and another call: no shared context (``limitation_sites``).
+_SPAWN_CONTEXTS_BENEATH = [spec for spec in _SPAWN_CONTEXTS if not spec.startswith("shared:")]
+_CALL_HOWS = ["direct", "direct", "isolated", "isolated", "new", "own", "ctx:A", "ctx:A", "ctx:B"]
 
 
 def generate(ch: Chooser, max_depth: int = 3, max_ops: int = 6) -> Dict[str, Any]:
-    """A random program, bounded by *max_depth* nested bodies of at most *max_ops* operations."""
+    """A random program, bounded by *max_depth* nested bodies of at most *max_ops* operations.
+
+    It never holds the shape ``limitation_sites`` finds.
+    """
     counter = [0]
 
-    def body(depth: int) -> List[Any]:
+    def body(depth: int, under_ctx: bool = False, beneath: bool = False) -> List[Any]:  # noqa: PLR0912
         ops: List[Any] = []
         slots = 0
         for _ in range(ch.randint(1, max_ops)):
@@ -404,7 +551,11 @@ def generate(ch: Chooser, max_depth: int = 3, max_ops: int = 6) -> Dict[str, Any
             elif kind == "peek":
                 ops.append(["peek", ch.choice(SHARED), ch.randint(0, 2)])
             elif kind == "spawn":
-                ops.append(["spawn", slots, ch.choice(_SPAWN_CONTEXTS), ch.choice(VIAS), body(depth + 1)])
+                contexts = _SPAWN_CONTEXTS_BENEATH if beneath else _SPAWN_CONTEXTS
+                ops.append(["spawn", slots, ch.choice(contexts), ch.choice(VIAS), body(depth + 1)])
+                slots += 1
+            elif kind == "soon":
+                ops.append(["soon", slots, ch.choice(SHARED), ch.choice(VIAS), body(depth + 1)])
                 slots += 1
             elif kind in ("await", "cancel"):
                 if slots:
@@ -413,7 +564,8 @@ def generate(ch: Chooser, max_depth: int = 3, max_ops: int = 6) -> Dict[str, Any
                 else:
                     ops.append(["sleep"])
             elif kind == "call":
-                ops.append(["call", ch.choice(_CALL_HOWS), body(depth + 1)])
+                how = ch.choice(_CALL_HOWS)
+                ops.append(["call", how, body(depth + 1, *_call_state(how, under_ctx, beneath))])
             else:  # gather
                 ops.append(["gather", [body(depth + 1) for _ in range(ch.randint(1, 3))]])
         return ops
@@ -435,7 +587,11 @@ def handcrafted() -> Dict[str, Dict[str, Any]]:
             )
         return [["set", 0, f"level{n}"], ["get", 0], *inner, ["get", 0]]
 
-    return {
+    def sharer(value: str) -> List[Any]:
+        # A child sharing its creator's context: reads, writes, yields, reads again.
+        return [["get", 0], ["set", 0, value], ["sleep"], ["get", 0], ["set", 1, value]]
+
+    programs: Dict[str, Dict[str, Any]] = {
         "N3 await shares the caller's context": {
             "shared": [],
             "main": [["set", 0, "main set"], ["get", 0], ["call", "direct", [["set", 0, "sub1 set"]]], ["get", 0]],
@@ -488,19 +644,6 @@ def handcrafted() -> Dict[str, Dict[str, Any]]:
                 ["await", 0],
             ],
         },
-        "S7 own context refused": {
-            "shared": [],
-            "main": [
-                ["spawn", 0, "own", "ctxloop.create_task", [["get", 0]]],
-                ["spawn", 1, "own", "loop.create_task", [["get", 0]]],
-                ["spawn", 2, "own", "ctxloop.Task", [["get", 0]]],
-                ["call", "own", [["get", 0]]],
-            ],
-        },
-        "S7 shared context entered by an inline call": {
-            "shared": ["A"],
-            "main": [["call", "ctx:A", [["spawn", 0, "shared:A", "loop.create_task", [["get", 0]]]]]],
-        },
         "cancel with and without a message": {
             "shared": [],
             "main": [
@@ -515,3 +658,179 @@ def handcrafted() -> Dict[str, Dict[str, Any]]:
             ],
         },
     }
+    # S7, accepted: a lazy task given an entered context, which natively is
+    # no longer entered when the task's first step runs.
+    for via in VIAS:
+        programs[f"S7 own context shared with the child ({via})"] = {
+            "shared": ["A"],
+            "main": [
+                ["capture", "A"],
+                ["set", 0, "parent"],
+                ["spawn", 0, "own", via, sharer(f"child via {via}")],
+                ["sleep"],
+                ["get", 0],
+                ["set", 0, "parent again"],
+                ["await", 0],
+                ["get", 0],
+                ["get", 1],
+                ["peek", "A", 1],
+            ],
+        }
+    for how in ("ctx:A", "isolated", "new", "direct"):
+        programs[f"S7 own context, beneath call {how}"] = {
+            "shared": ["A"],
+            "main": [
+                ["set", 0, "parent"],
+                ["call", how, [["set", 0, "in call"], ["spawn", 0, "own", "loop.create_task", sharer("child")]]],
+                ["get", 0],
+                ["sleep"],
+                ["get", 0],
+                ["get", 1],
+                ["peek", "A", 0],
+            ],
+        }
+    programs.update(
+        {
+            "S7 current context: spawn into the context a call entered": {
+                "shared": ["A"],
+                "main": [
+                    ["set", 0, "main"],
+                    [
+                        "call",
+                        "ctx:A",
+                        [
+                            ["set", 0, "in A"],
+                            ["spawn", 0, "shared:A", "ctxloop.create_task", sharer("child in A")],
+                            ["spawn", 1, "shared:A", "ctxloop.Task", [["get", 0], ["set", 2, "second"]]],
+                            ["sleep"],
+                            ["get", 0],
+                            ["await", 0],
+                            ["get", 1],
+                            ["get", 2],
+                        ],
+                    ],
+                    ["get", 0],
+                    ["peek", "A", 0],
+                    ["peek", "A", 1],
+                    ["peek", "A", 2],
+                ],
+            },
+            "S7 current context: run_in_context's task spawns into it, every entry point": {
+                "shared": ["B"],
+                "main": [
+                    [
+                        "call",
+                        "ctx:B",
+                        [["spawn", k, "shared:B", via, [["set", 1, via], ["get", 0]]] for k, via in enumerate(VIAS)]
+                        + [["await", k] for k in range(len(VIAS))],
+                    ],
+                    ["peek", "B", 1],
+                ],
+            },
+            "S7 a task spawns into its own context under a shared name": {
+                "shared": ["A"],
+                "main": [
+                    [
+                        "spawn",
+                        0,
+                        "copy",
+                        "ctxloop.Task",
+                        [
+                            ["capture", "A"],
+                            ["set", 0, "t0"],
+                            ["spawn", 0, "shared:A", "loop.create_task", sharer("t0.0")],
+                            ["sleep"],
+                            ["get", 0],
+                            ["await", 0],
+                        ],
+                    ],
+                    ["await", 0],
+                    ["peek", "A", 0],
+                    ["peek", "A", 1],
+                ],
+            },
+            "S7 a task in a shared context spawns into it, directly and beneath calls": {
+                "shared": ["A", "B"],
+                "main": [
+                    [
+                        "spawn",
+                        0,
+                        "shared:A",
+                        "ctxloop.create_task",
+                        [
+                            ["set", 1, "t0"],
+                            ["spawn", 0, "shared:A", "ctxloop.create_task", [["get", 1], ["set", 1, "t0.0"]]],
+                            ["call", "isolated", [["spawn", 1, "shared:A", "ctxloop.Task", [["get", 1]]]]],
+                            ["call", "ctx:B", [["spawn", 2, "shared:A", "loop.create_task", [["get", 0]]]]],
+                            ["sleep"],
+                            ["get", 1],
+                            ["await", 0],
+                        ],
+                    ],
+                    ["await", 0],
+                    ["peek", "A", 1],
+                ],
+            },
+            "S7 the main task's context under a shared name, beneath a call": {
+                "shared": ["A", "B"],
+                "main": [
+                    ["capture", "A"],
+                    ["set", 0, "main"],
+                    [
+                        "call",
+                        "ctx:B",
+                        [["spawn", 0, "shared:A", "asyncio.create_task", sharer("child")], ["sleep"], ["await", 0]],
+                    ],
+                    ["get", 0],
+                    ["get", 1],
+                ],
+            },
+            "S7 callback's own context hosts a task, every entry point": {
+                "shared": ["A"],
+                "main": [
+                    ["call", "ctx:A", [["set", 0, "A before"]]],
+                    *[["soon", k, "A", via, [["get", 0], ["set", 1, via], ["task"]]] for k, via in enumerate(VIAS)],
+                    ["sleep"],
+                    *[["await", k] for k in range(len(VIAS))],
+                    ["peek", "A", 0],
+                    ["peek", "A", 1],
+                ],
+            },
+            "S7 callback in the main task's context": {
+                "shared": ["A"],
+                "main": [
+                    ["capture", "A"],
+                    ["set", 0, "main"],
+                    ["soon", 0, "A", "loop.create_task", sharer("from callback")],
+                    ["await", 0],
+                    ["sleep"],
+                    ["get", 0],
+                    ["await", 0],
+                    ["get", 0],
+                    ["get", 1],
+                ],
+            },
+            "S7 callback scheduled beneath calls, never awaited by its creator": {
+                "shared": ["A", "B"],
+                "main": [
+                    ["call", "ctx:A", [["call", "isolated", [["soon", 0, "A", "ctxloop.Task", [["get", 0]]]]]]],
+                    ["call", "new", [["soon", 0, "B", "ctxloop.create_task", [["set", 0, "in B"], ["raise"]]]]],
+                ],
+            },
+            # S7, refused by both: run_in_context of an entered context.
+            "S7 run_in_context of an entered context fails (at creation or first step: one outcome)": {
+                "shared": ["A", "B"],
+                "main": [
+                    ["call", "own", [["get", 0]]],
+                    ["call", "ctx:A", [["call", "ctx:A", [["get", 0]]], ["set", 0, "A after"]]],
+                    ["capture", "B"],
+                    ["call", "ctx:B", [["get", 0]]],
+                    ["spawn", 0, "shared:A", "loop.create_task", [["call", "ctx:A", [["get", 0]]], ["get", 0]]],
+                    ["await", 0],
+                    ["call", "isolated", [["call", "own", [["get", 0]]]]],
+                    ["peek", "A", 0],
+                ],
+            },
+        }
+    )
+    return programs
