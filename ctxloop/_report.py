@@ -434,13 +434,19 @@ def check_s7(make_loop: LoopFactory, timeout: float) -> None:
     async def child(value: str) -> None:
         var.set(value)
 
+    def spawn(coro: Coroutine[Any, Any, None], context: contextvars.Context) -> Any:
+        try:
+            return asyncio.get_running_loop().create_task(coro, context=context)  # type: ignore[call-arg]
+        except BaseException:
+            coro.close()  # refused: never run, so never awaited
+            raise
+
     async def shares() -> List[str]:
-        loop = asyncio.get_running_loop()
         own = asyncio.current_task().get_context()  # type: ignore[union-attr]
-        await loop.create_task(child("own"), context=own)  # type: ignore[call-arg]
+        await spawn(child("own"), own)
         seen = [var.get()]
         inline = contextvars.copy_context()
-        await inline.run(lambda: loop.create_task(child("inline"), context=inline))  # type: ignore[call-arg]
+        await inline.run(spawn, child("inline"), inline)
         seen.append(inline[var])
         return seen
 

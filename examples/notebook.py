@@ -169,9 +169,11 @@ def run_notebook(loop: str) -> None:
 
 
 def main(argv: List[str]) -> None:
-    # The application-level switch: on 3.8-3.10 it lets asyncio.create_task
-    # take context= (cell 23b); on 3.11+ it patches nothing.
-    ctxloop.install()
+    # On 3.8-3.10 the application-level switch lets asyncio.create_task take
+    # context= (cell 23b); on 3.11+ asyncio.create_task takes it natively and
+    # the loop factory is all it takes.
+    if sys.version_info < (3, 11):
+        ctxloop.install()
     try:
         for loop in argv or installed_loops():
             print(f"# loop: {loop}")

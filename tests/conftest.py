@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
-from typing import Any, Callable, Coroutine, TypeVar
+import inspect
+import sys
+import warnings
+from typing import Any, Callable, Coroutine, Iterator, TypeVar
 
 import pytest
 
@@ -49,3 +53,51 @@ def run_plain(factory: Callable[[], asyncio.AbstractEventLoop], coro: Coroutine[
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+
+
+# Event loop policies are deprecated from Python 3.14: its public policy
+# functions warn. The tests reach the policy slot through asyncio's private
+# functions there, so that only the calls under test warn.
+POLICIES_DEPRECATED = sys.version_info >= (3, 14)
+
+if POLICIES_DEPRECATED:
+    import asyncio.events
+
+    if sys.platform == "win32":  # pragma: no cover
+        from asyncio.windows_events import _DefaultEventLoopPolicy as DefaultPolicy
+    else:
+        from asyncio.unix_events import _DefaultEventLoopPolicy as DefaultPolicy
+
+    def get_policy() -> Any:
+        """The policy in force, without a deprecation warning."""
+        return asyncio.events._get_event_loop_policy()  # type: ignore[attr-defined]
+
+    def set_policy(policy: Any) -> None:
+        """Set the policy, without a deprecation warning."""
+        asyncio.events._set_event_loop_policy(policy)  # type: ignore[attr-defined]
+
+else:
+    DefaultPolicy = asyncio.DefaultEventLoopPolicy
+
+    def get_policy() -> Any:
+        """The policy in force."""
+        return asyncio.get_event_loop_policy()
+
+    def set_policy(policy: Any) -> None:
+        """Set the policy."""
+        asyncio.set_event_loop_policy(policy)
+
+
+@contextlib.contextmanager
+def policy_deprecation(name: str = "asyncio.set_event_loop_policy") -> Iterator[None]:
+    """Expect exactly asyncio's own deprecation of *name* on 3.14+, at the caller's line; nothing before."""
+    caller = inspect.stack()[2].filename
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    if POLICIES_DEPRECATED:
+        assert [(w.category, str(w.message), w.filename) for w in caught] == [
+            (DeprecationWarning, f"{name!r} is deprecated and slated for removal in Python 3.16", caller)
+        ]
+    else:
+        assert caught == []

@@ -71,7 +71,10 @@ CHAINS = {
 def run_eager(request: pytest.FixtureRequest, loop_name: str) -> Callable[[Any], Any]:
     make = CHAINS[request.param]
     if make is _eager_ctxloop_task_on_plain and loop_name == "uvloop" and sys.version_info >= (3, 13):
-        pytest.skip("uvloop 0.23 on 3.13 passes eager_start=, which this factory rejects (native; see below)")
+        pytest.skip(
+            "uvloop 0.23 passes eager_start= to the factory: on 3.13 this factory rejects it, on 3.14+ "
+            "eager_start=None makes it lazy (uvloop's own behaviour; see below)"
+        )
 
     def runner(coro: Any) -> Any:
         loop = make(loop_name)
@@ -216,10 +219,11 @@ def test_s7_eager_task_in_a_context_shared_with_a_running_inline_binding(run_eag
 
 
 @pytest.mark.skipif(sys.version_info < (3, 13) or "uvloop" not in LOOPS, reason="uvloop 0.23 on 3.13+ only")
-def test_uvloop_eager_start_keyword_breaks_a_plain_eager_factory_not_a_ctxloop_loop() -> None:
-    # Native, without ctxloop: uvloop 0.23 calls factory(loop, coro, context=..., eager_start=...)
-    # and 3.13.0's create_eager_task_factory(...) takes no eager_start=. A ctxloop loop chains
-    # the factory and forwards only the keywords it accepts.
+def test_uvloop_eager_start_keyword_and_an_eager_factory() -> None:
+    # Native, without ctxloop: uvloop 0.23 calls factory(loop, coro, context=..., eager_start=None).
+    # 3.13's create_eager_task_factory(...) takes no eager_start= (TypeError); 3.14's takes it,
+    # and None makes the task lazy. A ctxloop loop calls the factory as CPython's loop does:
+    # the factory's default, eager, holds.
     async def child() -> str:
         return "ran"
 
@@ -229,19 +233,18 @@ def test_uvloop_eager_start_keyword_breaks_a_plain_eager_factory_not_a_ctxloop_l
             task = asyncio.get_running_loop().create_task(coro)
         except TypeError as exc:
             coro.close()
-            return str(exc)
-        return await task
+            return "TypeError: eager_start" if "eager_start" in str(exc) else str(exc)
+        started_eagerly = task.done()
+        return f"{await task}, eager: {started_eagerly}"
 
-    plain = _plain_loop("uvloop")
-    try:
-        plain.set_task_factory(asyncio.create_eager_task_factory(asyncio.Task))  # type: ignore[attr-defined]
-        main_task = asyncio.Task(main(), loop=plain)
-        assert "eager_start" in plain.run_until_complete(main_task)
-    finally:
-        plain.close()
+    def run_main(loop: asyncio.AbstractEventLoop) -> str:
+        try:
+            loop.set_task_factory(asyncio.create_eager_task_factory(asyncio.Task))  # type: ignore[attr-defined]
+            return loop.run_until_complete(asyncio.Task(main(), loop=loop))  # type: ignore[no-any-return]
+        finally:
+            loop.close()
 
-    loop = _eager_ctxloop_task_on_ctxloop_loop("uvloop")
-    try:
-        assert loop.run_until_complete(main()) == "ran"
-    finally:
-        loop.close()
+    native = "TypeError: eager_start" if sys.version_info < (3, 14) else "ran, eager: False"
+    assert run_main(_plain_loop("uvloop")) == native
+    assert run_main(ctxloop.new_event_loop("uvloop")) == "ran, eager: True"
+    assert run_main(ctxloop.new_event_loop("asyncio")) == "ran, eager: True"

@@ -172,7 +172,17 @@ def test_readme_logging_with_request_ids_under_the_policy(tmp_path: Path) -> Non
     code = readme_snippet("### Logging with request ids")
     last = "ctxloop.run(serve(), loop_factory=ctxloop.loop_factory())"
     assert code.count(last) == 1
-    code = code.replace(last, "ctxloop.install()\nasyncio.run(serve())")
+    # From Python 3.14 policies are deprecated: install() warns as asyncio's
+    # set_event_loop_policy() does, once, and nothing else warns.
+    install = (
+        "import warnings\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    ctxloop.install()\n"
+        "assert [w.category for w in caught] == ([DeprecationWarning] if sys.version_info >= (3, 14) else [])\n"
+        "asyncio.run(serve())"
+    )
+    code = code.replace(last, install)
     assert run_snippet(tmp_path, code) == REQUEST_ID_SNIPPET
 
 

@@ -54,7 +54,15 @@ class Env:
 
 
 def _loop(mode: str, loop_name: str) -> asyncio.AbstractEventLoop:
-    return ctxloop.new_event_loop(loop_name) if mode == "ctxloop" else programs.make_loop("pytask", loop_name)
+    if mode == "ctxloop":
+        return ctxloop.new_event_loop(loop_name)
+    if mode == "pytask":
+        return programs.make_loop("pytask", loop_name)
+    if loop_name == "uvloop":  # native asyncio (3.11+): a plain loop, asyncio's own Task
+        import uvloop
+
+        return uvloop.new_event_loop()  # type: ignore[no-any-return]
+    return asyncio.SelectorEventLoop()
 
 
 def run_both(scenario: Callable[[Env], Coroutine[Any, Any, Any]], loop_name: str) -> Any:

@@ -9,7 +9,7 @@ import threading
 from typing import Any, Callable, Dict, List
 
 import pytest
-from conftest import LOOPS
+from conftest import LOOPS, policy_deprecation
 
 import ctxloop
 
@@ -101,7 +101,8 @@ def test_threads_with_loop_factory_loops(loop_name: str) -> None:
 
 
 def test_threads_with_the_policy(loop_name: str) -> None:
-    ctxloop.install(loop_name)
+    with policy_deprecation():
+        ctxloop.install(loop_name)
     try:
 
         def target(thread: int, start: threading.Barrier) -> Dict[str, Any]:
