@@ -2,6 +2,12 @@
 
 python -m nox                 # the whole matrix, lint and the examples included
 python -m nox -s tests-3.10   # one cell
+
+A Python this machine lacks is skipped, and nox's summary names it; with the
+environment variable CI set, a missing Python is an error instead.
+CPython 3.8-3.13 are found in pyenv's versions, 3.14 and 3.15 also where the
+Debian builds of them are put on this machine (``DEBIAN_PYTHONS_ROOT``, by
+default ``$TMPDIR/debian-sid``; see CONTRIBUTING.md), else on PATH.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import re
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.error_on_missing_interpreters = True
+nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
 nox.options.reuse_existing_virtualenvs = True
 
 
@@ -25,9 +31,18 @@ def _expose_pyenv_pythons() -> None:
     os.environ["PATH"] = os.pathsep.join([*bins, os.environ.get("PATH", "")])
 
 
-_expose_pyenv_pythons()
+def _expose_debian_pythons() -> None:
+    """Put the patched Debian builds of CPython 3.14/3.15 on PATH, where they exist."""
+    root = os.environ.get("DEBIAN_PYTHONS_ROOT") or os.path.join(os.environ.get("TMPDIR", "/tmp"), "debian-sid")
+    host_bin = os.path.join(root, "usr", "host-bin")
+    if os.path.isdir(host_bin):
+        os.environ["PATH"] = os.pathsep.join([host_bin, os.environ.get("PATH", "")])
 
-CPYTHONS = ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13"]
+
+_expose_pyenv_pythons()
+_expose_debian_pythons()
+
+CPYTHONS = ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15"]
 PYPYS = ["pypy3.9"]
 
 
@@ -47,5 +62,5 @@ def lint(session: nox.Session) -> None:
     session.install("-e", ".[lint,uvloop]")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
-    for version in ("3.10", "3.11", "3.12", "3.13", "3.14"):
+    for version in ("3.10", "3.11", "3.12", "3.13", "3.14", "3.15"):
         session.run("mypy", "--strict", "--no-warn-unused-ignores", "--python-version", version, "ctxloop")
