@@ -46,6 +46,7 @@ an interpreter without ``test.test_asyncio`` (PyPy).
 from __future__ import annotations
 
 import argparse
+import ast
 import builtins
 import contextlib
 import faulthandler
@@ -181,6 +182,7 @@ class Recorder(unittest.TestResult):
         self._outcome: Optional[str] = None
         self._detail = ""
         self._started = 0.0
+        self.last_id: Optional[str] = None
 
     def _write(self, record: Dict[str, Any]) -> None:
         self._out.write(json.dumps(record) + "\n")
@@ -198,7 +200,12 @@ class Recorder(unittest.TestResult):
     def stopTest(self, test: unittest.TestCase) -> None:
         super().stopTest(test)
         faulthandler.cancel_dump_traceback_later()
-        outcome = self._outcome or PASS
+        self.last_id = test.id()
+        if self._outcome is None:
+            # No outcome reported: an exception unittest does not catch
+            # (KeyboardInterrupt) is on its way out; the worker records it.
+            self._outcome, self._detail = FAIL, "the test did not finish"
+        outcome = self._outcome
         record = {"id": test.id(), "outcome": outcome, "detail": self._detail}
         record["seconds"] = round(time.perf_counter() - self._started, 3)
         self._write(record)
@@ -270,6 +277,7 @@ class Mode:
 
             self.ctxloop = ctxloop
         self.base = "uvloop" if name.endswith("uvloop") else None
+        self.setup_error: Optional[BaseException] = None
 
     # -- process-wide setup ------------------------------------------------
 
@@ -424,6 +432,11 @@ def _wrap_setup(mode: Mode, test: unittest.TestCase) -> None:
     setup = test.setUp
 
     def setUp() -> None:
+        if mode.setup_error is not None:
+            # The mode's own setup for this test (ctxloop.install(), ...) failed:
+            # the test fails with that error instead of running without ctxloop.
+            error, mode.setup_error = mode.setup_error, None
+            raise error
         setup()
         mode.after_setup()
 
@@ -455,8 +468,20 @@ def _load_backport(name: str, path: str, view: Any) -> types.ModuleType:
 
     module.__builtins__ = dict(vars(builtins), __import__=import_)  # type: ignore[attr-defined]
     sys.modules[module.__name__] = module
-    exec(compile(source, path, "exec"), vars(module))
+    tree = ast.parse(source, path)
+    if name == "test_tasks":
+        # Only the mixins and helpers: the concrete test classes refer, as
+        # they are defined, to 3.12's private names (tasks._py_current_task).
+        tree.body = [node for node in tree.body if not _is_concrete_test_class(node)]
+    exec(compile(tree, path, "exec"), vars(module))
     return module
+
+
+def _is_concrete_test_class(node: ast.stmt) -> bool:
+    if not isinstance(node, ast.ClassDef):
+        return False
+    bases = [ast.dump(base) for base in node.bases]
+    return bool(node.decorator_list) or any("TestCase" in base for base in bases)
 
 
 def _needs_newer_api(func: Any) -> Optional[str]:
@@ -561,8 +586,10 @@ def _record_error(out: Any, test_id: str, exc: BaseException) -> None:
     import traceback
 
     detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    if len(detail) > 20000:
+        detail = detail[:10000] + "\n...\n" + detail[-10000:]
     out.write(json.dumps({"start": test_id}) + "\n")
-    out.write(json.dumps({"id": test_id, "outcome": FAIL, "detail": detail}) + "\n")
+    out.write(json.dumps({"id": test_id, "outcome": FAIL, "detail": detail, "runner": True}) + "\n")
     out.flush()
 
 
@@ -586,17 +613,31 @@ def worker(args: argparse.Namespace) -> int:
         start_test, stop_test = result.startTest, result.stopTest
 
         def start(test: Any) -> None:
-            mode.before_test()
+            mode.setup_error = None
+            try:
+                mode.before_test()
+            except Exception as exc:
+                mode.setup_error = exc  # raised by the test's setUp (_wrap_setup)
             start_test(test)
 
         def stop(test: Any) -> None:
             stop_test(test)
-            mode.after_test()
+            try:
+                mode.after_test()
+            except Exception as exc:
+                _record_error(out, f"after {test.id()} ({mode.name})", exc)
 
         result.startTest = start  # type: ignore[method-assign]
         result.stopTest = stop  # type: ignore[method-assign]
         result.startTestRun()
-        unittest.TestSuite(cases).run(result)
+        try:
+            unittest.TestSuite(cases).run(result)
+        except BaseException as exc:
+            # KeyboardInterrupt or SystemExit out of a test (unittest lets them
+            # through): the test fails with it; the parent starts a new worker.
+            _record_error(out, result.last_id or "worker", exc)
+            out.flush()
+            os._exit(3)
         result.stopTestRun()
         out.write(json.dumps({"done": True}) + "\n")
     return 0
@@ -638,45 +679,64 @@ def _stack_summary(text: str, limit: int = 6) -> str:
     return "\n".join(lines)
 
 
+def _worker_command(mode: str, modules: List[str], args: argparse.Namespace, only: Optional[List[str]]) -> List[str]:
+    command = [sys.executable, os.path.abspath(__file__), "--worker", mode]
+    command += ["--modules", ",".join(modules), "--timeout", str(args.timeout)]
+    if args.full:
+        command.append("--full")
+    if only is not None:
+        command += ["--only", ",".join(only)]
+    return command
+
+
 def run_mode(
     mode: str, modules: List[str], args: argparse.Namespace, only: Optional[List[str]] = None
 ) -> Tuple[Dict[str, Dict[str, Any]], float]:
-    """Run *mode* in worker subprocesses; return its results by test id and the seconds taken."""
+    """Run *mode* in worker subprocesses; return its results by test id and the seconds taken.
+
+    A worker that stops before the end (a test hung past the timeout, a crash,
+    an exception escaping unittest) has the test it was running recorded, and
+    a new worker runs the tests not run yet.
+    """
     started = time.perf_counter()
+    env = dict(os.environ, PYTHONFAULTHANDLER="1")
+    env.pop("PYTHONWARNINGS", None)
     with tempfile.TemporaryDirectory(prefix="ctxloop-cpython-") as tmp:
         out, hang = os.path.join(tmp, "results.jsonl"), os.path.join(tmp, "hang.txt")
-        command = [sys.executable, os.path.abspath(__file__), "--worker", mode, "--out", out, "--hang-file", hang]
-        command += ["--modules", ",".join(modules), "--timeout", str(args.timeout)]
-        if args.full:
-            command.append("--full")
-        if only is not None:
-            command += ["--only", ",".join(only)]
-        env = dict(os.environ, PYTHONFAULTHANDLER="1")
-        env.pop("PYTHONWARNINGS", None)
+        command = [*_worker_command(mode, modules, args, only), "--out", out, "--hang-file", hang]
+        seen = -1
         for _ in range(args.max_restarts + 1):
             open(hang, "w").close()
             try:
-                proc = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
-                output = proc.stdout.decode(errors="replace")
+                proc = subprocess.run(
+                    command, check=False, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600
+                )
+                output, status = proc.stdout.decode(errors="replace"), str(proc.returncode)
             except subprocess.TimeoutExpired as exc:
-                output = (exc.stdout or b"").decode(errors="replace") + "\n(worker killed after 600 s)"
+                output, status = (exc.stdout or b"").decode(errors="replace"), "killed after 600 s"
             results, pending, finished = _read_records(out)
             if finished:
                 break
             with open(hang, encoding="utf-8", errors="replace") as f:
                 dump = f.read()
-            if pending is None:
-                # Died outside any test: record it once and stop.
-                results[f"worker ({mode})"] = {"outcome": CRASH, "detail": output[-3000:]}
-                break
-            outcome = HANG if dump.strip() else CRASH
-            detail = (
-                f"no result after {args.timeout:g} s; innermost frames:\n{_stack_summary(dump)}"
-                if outcome == HANG
-                else f"worker died (exit status {getattr(proc, 'returncode', '?')}):\n{output[-2000:]}"
-            )
+            if pending is not None:
+                if dump.strip():
+                    record = {"outcome": HANG, "detail": f"no result after {args.timeout:g} s; innermost frames:\n"}
+                    record["detail"] += _stack_summary(dump)
+                else:
+                    record = {"outcome": CRASH, "detail": f"worker died (exit status {status}):\n{output[-2000:]}"}
+                record["id"] = pending
+            elif len(results) == seen:
+                # No progress: it dies outside any test. Record that once and stop.
+                record = {"id": f"worker ({mode})", "outcome": CRASH, "detail": output[-3000:], "runner": True}
+            else:
+                seen = len(results)
+                continue  # the last test's record says what happened; go on with the rest
             with open(out, "a", encoding="utf-8") as f:
-                f.write(json.dumps({"id": pending, "outcome": outcome, "detail": detail}) + "\n")
+                f.write(json.dumps(record) + "\n")
+            if record["id"] != pending:
+                break
+            seen = len(results) + 1
         results, _, _ = _read_records(out)
     return results, time.perf_counter() - started
 
@@ -801,7 +861,7 @@ def run(args: argparse.Namespace) -> int:
             json.dump(report, f, indent=1)
     failed = any(
         d.get("reproduced", True) for entry in report["modes"].values() for d in entry.get("divergences", [])
-    ) or any(_backport_failures(entry) for entry in report["modes"].values())
+    ) or any(_backport_failures(entry) or _runner_errors(entry) for entry in report["modes"].values())
     return 1 if failed and not args.no_fail else 0
 
 
@@ -810,58 +870,76 @@ def _backport_failures(entry: Dict[str, Any]) -> List[str]:
     return [i for i in entry.get("extra", []) if i.startswith(BACKPORT_PACKAGE) and results[i]["outcome"] in BAD]
 
 
+def _runner_errors(entry: Dict[str, Any]) -> List[str]:
+    """Failures of the runner itself: a module that did not load, a worker that died outside any test."""
+    return [i for i, r in entry["results"].items() if r.get("runner") and not r["id"].startswith(("test.", BACKPORT_PACKAGE))]
+
+
+def _table_row(mode: str, entry: Dict[str, Any]) -> str:
+    results = entry["results"]
+    reference = MODES[mode][0]
+    if reference is None:
+        outcomes = [r["outcome"] for r in results.values()]
+        row = f"{mode:<14}{'-':<8}{len(results):>6}{outcomes.count(PASS):>10}"
+        row += f"{sum(o in BAD for o in outcomes):>10}{outcomes.count(SKIP):>8}{'':>13}{'':>8}{'':>15}"
+    else:
+        counts = entry["counts"]
+        backport = [i for i in entry["extra"] if i.startswith(BACKPORT_PACKAGE)]
+        passed = sum(results[i]["outcome"] == PASS for i in backport)
+        skipped = sum(results[i]["outcome"] == SKIP for i in backport)
+        row = f"{mode:<14}{reference:<8}{len(results):>6}{counts['both']:>10}{counts['fail_both']:>10}"
+        row += f"{counts['skip'] + skipped:>8}{counts['fixed']:>13}{counts['diverge']:>8}"
+        row += f"{(f'{passed}/{len(_backport_failures(entry))}' if backport else ''):>15}"
+    return f"{row}{entry['seconds']:>8.1f}"
+
+
+def _print_failures(failures: List[Tuple[str, Dict[str, Any]]], verbose: bool) -> None:
+    """Print failures grouped by their first lines (addresses aside): one group per cause."""
+    groups: Dict[str, List[Tuple[str, Dict[str, Any]]]] = {}
+    for test_id, record in failures:
+        lines = summarize(record.get("detail", ""))
+        key = record["outcome"] + re.sub(r"0x[0-9a-f]+", "0x", lines[0] if lines else "")
+        groups.setdefault(key, []).append((test_id, record))
+    for members in groups.values():
+        shown = members if verbose else members[:6]
+        for test_id, record in shown:
+            flaky = "" if record.get("reproduced", True) else "  (flaky: not reproduced when run again)"
+            print(f"  {test_id}: {record['outcome'].upper()}{flaky}")
+        if len(members) > len(shown):
+            print(f"  ... and {len(members) - len(shown)} more with the same error (-v lists them)")
+        for line in summarize(members[0][1].get("detail", "")):
+            print(f"      {line}")
+
+
 def print_report(report: Dict[str, Any], args: argparse.Namespace) -> None:
+    """The table, then the divergences and the failing 3.12 tests, grouped by cause."""
     header = f"{'mode':<14}{'vs':<8}{'tests':>6}{'pass both':>10}{'fail both':>10}{'skipped':>8}"
-    header += f"{'only ctxloop':>13}{'DIVERGE':>8}{'3.12 pass/FAIL':>15}{'seconds':>8}"
-    print()
-    print(header)
+    print(f"\n{header}{'only ctxloop':>13}{'DIVERGE':>8}{'3.12 pass/FAIL':>15}{'seconds':>8}")
     for mode, entry in report["modes"].items():
-        results = entry["results"]
-        reference = MODES[mode][0]
-        if reference is None:
-            outcomes = [r["outcome"] for r in results.values()]
-            row = f"{mode:<14}{'-':<8}{len(results):>6}{outcomes.count(PASS):>10}"
-            row += f"{sum(o in BAD for o in outcomes):>10}{outcomes.count(SKIP):>8}{'':>13}{'':>8}{'':>15}"
-        else:
-            counts = entry["counts"]
-            backport = [i for i in entry["extra"] if i.startswith(BACKPORT_PACKAGE)]
-            passed = sum(results[i]["outcome"] == PASS for i in backport)
-            failed = sum(results[i]["outcome"] in BAD for i in backport)
-            skipped = sum(results[i]["outcome"] == SKIP for i in backport)
-            row = f"{mode:<14}{reference:<8}{len(results):>6}{counts['both']:>10}{counts['fail_both']:>10}"
-            row += f"{counts['skip'] + skipped:>8}{counts['fixed']:>13}{counts['diverge']:>8}"
-            row += f"{(f'{passed}/{failed}' if backport else ''):>15}"
-        print(f"{row}{entry['seconds']:>8.1f}")
+        print(_table_row(mode, entry))
     print(f"total {report['seconds']:.1f} s")
     for mode, entry in report["modes"].items():
-        divergences = entry.get("divergences", [])
+        divergences = [(d["id"], d) for d in entry.get("divergences", [])]
         if divergences:
             print(f"\n[{mode}] passed natively ({MODES[mode][0]}), FAILED with ctxloop ({MODES[mode][1]}):")
-            for d in divergences:
-                flaky = "" if d.get("reproduced", True) else "  (flaky: not reproduced when run again)"
-                print(f"  {d['id']}: {d['outcome'].upper()}{flaky}")
-                for line in summarize(d["detail"]):
-                    print(f"      {line}")
-        failures = _backport_failures(entry)
+            _print_failures(divergences, args.verbose)
+        failures = [(i, entry["results"][i]) for i in _backport_failures(entry)]
         if failures:
             print(f"\n[{mode}] 3.12's tests FAILED with ctxloop's backport (they pass on native 3.12):")
-            for test_id in failures:
-                print(f"  {test_id}: {entry['results'][test_id]['outcome'].upper()}")
-                for line in summarize(entry["results"][test_id].get("detail", "")):
-                    print(f"      {line}")
-        if args.verbose:
-            for title, key in (("passed only with ctxloop", "fixed"),):
-                if entry.get(key):
-                    print(f"\n[{mode}] {title}:")
-                    for test_id in entry[key]:
-                        print(f"  {test_id}")
-    for mode, entry in report["modes"].items():
-        skipped = [
-            (i, r["detail"])
-            for i, r in entry["results"].items()
-            if i.startswith(BACKPORT_PACKAGE) and r["outcome"] == SKIP
-        ]
-        if skipped and mode == next(m for m in report["modes"] if m in CTXLOOP_LOOP_MODES):
+            _print_failures(failures, args.verbose)
+        errors = [(i, entry["results"][i]) for i in _runner_errors(entry)]
+        if errors:
+            print(f"\n[{mode}] errors of the runner (not tests):")
+            _print_failures(errors, args.verbose)
+        if args.verbose and entry.get("fixed"):
+            print(f"\n[{mode}] passed only with ctxloop:")
+            for test_id in entry["fixed"]:
+                print(f"  {test_id}")
+    first = next((m for m in report["modes"] if m in CTXLOOP_LOOP_MODES), None)
+    if first is not None:
+        results = report["modes"][first]["results"]
+        skipped = [(i, r["detail"]) for i, r in results.items() if i.startswith(BACKPORT_PACKAGE) and r["outcome"] == SKIP]
+        if skipped:
             print("\n3.12 tests skipped on this Python:")
             for test_id, reason in skipped:
                 print(f"  {test_id}: {reason}")
