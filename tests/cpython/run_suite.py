@@ -527,7 +527,8 @@ def _backport_cases(mode: Mode, name: str, path: str) -> List[unittest.TestCase]
                 if reason is not None:
                     # A run-time subclass, so the skip is this run's only.
                     skipped = unittest.skip(reason)(getattr(cls, test_name))
-                    cls = type(cls.__name__, (cls,), {test_name: skipped, "__qualname__": cls.__qualname__})
+                    attrs = {test_name: skipped, "__qualname__": cls.__qualname__, "__module__": cls.__module__}
+                    cls = type(cls.__name__, (cls,), attrs)  # noqa: PLW2901
                 cases.append(cls(test_name))
     return cases
 
@@ -783,11 +784,12 @@ def _modules_for(args: argparse.Namespace) -> List[str]:
     modules = own_modules()
     if args.modules:
         wanted = args.modules.split(",")
-        unknown = [m for m in wanted if m not in modules and m.split(".")[-1] not in BACKPORT_MODULES]
+        known = modules + [f"{BACKPORT_PACKAGE}.{m}" for m in BACKPORT_MODULES]
+        unknown = [m for m in wanted if m not in known]
         if unknown:
             raise SystemExit(f"unknown or absent modules on this Python: {', '.join(unknown)}")
         modules = [m for m in modules if m in wanted]
-        backport = [f"{BACKPORT_PACKAGE}.{m.split('.')[-1]}" for m in wanted if m.split(".")[-1] in BACKPORT_MODULES]
+        backport = [m for m in wanted if m.startswith(BACKPORT_PACKAGE + ".")]
     else:
         backport = [f"{BACKPORT_PACKAGE}.{m}" for m in BACKPORT_MODULES]
     return modules + (backport if BACKPORT else [])
