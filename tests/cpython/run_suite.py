@@ -3,11 +3,14 @@
 The tests are never copied: they are loaded at run time from this interpreter's
 own ``test.test_asyncio`` package (test_tasks, test_runners, test_futures,
 test_base_events; test_taskgroups from 3.11, test_eager_task_factory from
-3.12), and on 3.8-3.10 also from a CPython 3.12 installation's files (its
-contextvars tests of test_tasks and its test_runners, run against ctxloop's
-backport of ``context=``, ``Runner`` and ``run``).
+3.12), and on 3.8-3.10 also from a CPython 3.12 installation's files
+(``$PYENV_ROOT/versions/3.12.*/lib/python3.12/test/test_asyncio``, or the
+directory in ``CTXLOOP_PY312_TESTS``): the contextvars tests of its
+test_tasks and its test_runners, run against ctxloop's backport of
+``context=``, ``Runner`` and ``run``; a test needing another 3.11+ API
+(uncancel, TaskGroup, timeout) is skipped with the reason.
 
-Each *mode* runs the selected tests in a fresh subprocess:
+Each *mode* runs the selected tests in fresh subprocesses:
 
   native        the tests as they are: the reference
   task          the test classes' ``Task`` (asyncio's C Task) is ctxloop.Task
@@ -17,30 +20,32 @@ Each *mode* runs the selected tests in a fresh subprocess:
   factory       ctxloop's API: asyncio.new_event_loop/run/Runner/create_task as
                 seen by the tests are ctxloop's, IsolatedAsyncioTestCase uses
                 ctxloop.loop_factory(), the tests' TestLoops are ctxloop loops
-  uvloop        the tests' loops are uvloop's (policy route): the reference
-                for policy-uvloop (only with --uvloop)
-  policy-uvloop ctxloop.install("uvloop") (only with --uvloop)
+  uvloop        uvloop's policy, no ctxloop: the reference of policy-uvloop
+  policy-uvloop ctxloop.install("uvloop")
 
-and every test's outcome is compared with its outcome in the reference mode.
+and each test's outcome is compared with its outcome in the reference mode.
+test_tasks runs its task tests once per Task/Future pair; four of the eight
+pairs run unless ``--full`` is given. A test running longer than ``--timeout``
+seconds (10) is recorded as hung, with its stack, and the rest runs on.
 
-Usage (from the repository root, on the Python to check; ctxloop is imported
-from this checkout)::
+Usage (on the Python to check; ctxloop is imported from this checkout)::
 
-    python tests/cpython/run_suite.py                      # every mode, every module
-    python tests/cpython/run_suite.py --modes native,policy --modules test_tasks
-    python tests/cpython/run_suite.py --json report.json   # also write the results
-    python tests/cpython/run_suite.py --jobs 2             # two modes at a time
-    python tests/cpython/run_suite.py --full               # all 8 Task/Future test_tasks classes
+    python tests/cpython/run_suite.py                  # the five asyncio modes, every module
+    python tests/cpython/run_suite.py --uvloop         # and the two uvloop modes
+    python tests/cpython/run_suite.py --modes native,policy --modules test_tasks,cpython312.test_runners
+    python tests/cpython/run_suite.py --jobs 2 --json report.json
 
-It prints one table row per mode (tests run; passed natively and with ctxloop;
-failed both; skipped; passed only with ctxloop; DIVERGE: passed natively and
-failed or hung with ctxloop) with the seconds it took, then each divergence
-with the first lines of the ctxloop failure (each divergence is run once more
-in fresh processes, natively and with ctxloop, and reported as flaky if that
-does not reproduce it), then the 3.12 tests run on 3.8-3.10 (their reference
-is native 3.12, where they pass). Exit status 1 when a divergence (or a
-failing 3.12 test on 3.8-3.10) is found, 0 otherwise; 0 with a message on
-an interpreter without ``test.test_asyncio`` (PyPy).
+It prints one row per mode: tests run; "pass both" (passed in the reference
+mode and in this one); "fail both"; "skipped"; "only ctxloop" (failed in the
+reference, passed here); DIVERGE (passed in the reference, failed or hung
+here); "3.12 pass/FAIL" (on 3.8-3.10, 3.12's tests, which pass on native
+3.12); the seconds taken. Then every divergence and failing 3.12 test,
+grouped by cause with the first lines of the ctxloop failure; each
+divergence is run once more in fresh processes, natively and with ctxloop,
+and marked flaky if that does not reproduce it. Exit status 1 when a
+divergence, a failing 3.12 test or an error of the runner is found; 0
+otherwise, and 0 with a message on an interpreter without
+``test.test_asyncio`` (PyPy).
 """
 
 from __future__ import annotations
@@ -48,7 +53,6 @@ from __future__ import annotations
 import argparse
 import ast
 import builtins
-import contextlib
 import faulthandler
 import glob
 import importlib
@@ -99,10 +103,16 @@ TASK_MODULES = {"test_tasks", "test_eager_task_factory"}
 BACKPORT_PACKAGE = "cpython312"
 BACKPORT_MODULES = ["test_tasks", "test_runners"]
 BACKPORT = sys.version_info < (3, 11)
+HAS_GENERIC_ALIAS = sys.version_info >= (3, 9)
 
 # test_tasks runs its BaseTaskTests once per Task/Future implementation pair;
 # without --full only these four run (C and Python, plain and subclassed).
-TASK_CLASSES_KEPT = {"CTask_CFuture_Tests", "CTask_CFuture_SubclassTests", "CTask_PyFuture_Tests", "PyTask_PyFuture_Tests"}
+TASK_CLASSES_KEPT = {
+    "CTask_CFuture_Tests",
+    "CTask_CFuture_SubclassTests",
+    "CTask_PyFuture_Tests",
+    "PyTask_PyFuture_Tests",
+}
 TASK_CLASSES_ALL = TASK_CLASSES_KEPT | {
     "CTaskSubclass_PyFuture_Tests",
     "PyTask_CFutureSubclass_Tests",
@@ -162,7 +172,9 @@ class AsyncioView:
             delattr(object.__getattribute__(self, "_real"), name)
 
     def __dir__(self) -> List[str]:
-        return sorted(set(dir(object.__getattribute__(self, "_real"))) | set(object.__getattribute__(self, "_overrides")))
+        return sorted(
+            set(dir(object.__getattribute__(self, "_real"))) | set(object.__getattribute__(self, "_overrides"))
+        )
 
     def __getattribute__(self, name: str) -> Any:
         if name in ("__getattr__", "__setattr__", "__delattr__", "__dir__", "__class__"):
@@ -272,7 +284,7 @@ class Mode:
     def __init__(self, name: str) -> None:
         self.name = name
         self.ctxloop: Any = None
-        if name != "native" and name != "uvloop":
+        if name not in ("native", "uvloop"):
             import ctxloop
 
             self.ctxloop = ctxloop
@@ -461,9 +473,8 @@ def _load_backport(name: str, path: str, view: Any) -> types.ModuleType:
     def import_(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
         if level == 0 and name == "asyncio" and not fromlist:
             return view
-        if level == 0 and name == "types" and fromlist and "GenericAlias" in fromlist:
-            if not hasattr(types, "GenericAlias"):  # 3.8
-                return generic_alias
+        if level == 0 and name == "types" and fromlist and "GenericAlias" in fromlist and not HAS_GENERIC_ALIAS:
+            return generic_alias  # 3.8: only test_generic_alias uses it
         return real_import(name, globals, locals, fromlist, level)
 
     module.__builtins__ = dict(vars(builtins), __import__=import_)  # type: ignore[attr-defined]
@@ -515,8 +526,8 @@ def _backport_cases(mode: Mode, name: str, path: str) -> List[unittest.TestCase]
             ("CTask_CFuture_Tests", {"Task": mode.ctxloop.Task, "Future": future}),
             ("TaskFactory_CFuture_Tests", {"Task": mode.ctxloop.Task, "Future": future, "new_task": new_task}),
         ]
-        for class_name, attrs in classes:
-            attrs = dict(attrs, __module__=module.__name__, __qualname__=class_name)
+        for class_name, own in classes:
+            attrs = dict(own, __module__=module.__name__, __qualname__=class_name)
             cls = type(class_name, (base, module.test_utils.TestCase), attrs)  # type: ignore[attr-defined]
             setattr(module, class_name, cls)
             cases.extend(cls(n) for n in selected)
@@ -547,28 +558,34 @@ def find_py312_tests() -> Optional[str]:
     return found[-1] if found else None
 
 
-def build_cases(mode: Mode, modules: List[str], full: bool, out: Any) -> List[unittest.TestCase]:
+def _own_cases(mode: Mode, name: str, full: bool, out: Any) -> List[unittest.TestCase]:
+    """The tests of this interpreter's test.test_asyncio.<name>, adapted to *mode*."""
+    try:
+        module = importlib.import_module(f"test.test_asyncio.{name}")
+    except Exception as exc:  # a module that cannot be imported is one failed "test"
+        _record_error(out, f"import test.test_asyncio.{name}", exc)
+        return []
+    mode.adapt_module(module, backport=False)
     loader = unittest.TestLoader()
+    cases: List[unittest.TestCase] = []
+    for cls in _test_classes(module):
+        if name == "test_tasks" and not full and cls.__name__ in TASK_CLASSES_ALL - TASK_CLASSES_KEPT:
+            continue
+        adapted = mode.adapt_class(module, cls)
+        if adapted is not None:
+            cases.extend(adapted(n) for n in loader.getTestCaseNames(adapted))
+    return cases
+
+
+def build_cases(mode: Mode, modules: List[str], full: bool, out: Any) -> List[unittest.TestCase]:
+    """Every test to run in *mode*, in order (unittest's class and module fixtures rely on it)."""
     cases: List[unittest.TestCase] = []
     for name in modules:
         if name.startswith(BACKPORT_PACKAGE + "."):
             continue
         if mode.name in ("task", "task_factory") and name not in TASK_MODULES:
             continue
-        try:
-            module = importlib.import_module(f"test.test_asyncio.{name}")
-        except Exception as exc:  # a module that cannot be imported is one failed "test"
-            _record_error(out, f"import test.test_asyncio.{name}", exc)
-            continue
-        mode.adapt_module(module, backport=False)
-        for cls in _test_classes(module):
-            if name == "test_tasks" and cls.__name__ in TASK_CLASSES_ALL and not full:
-                if cls.__name__ not in TASK_CLASSES_KEPT:
-                    continue
-            adapted = mode.adapt_class(module, cls)
-            if adapted is None:
-                continue
-            cases.extend(adapted(n) for n in loader.getTestCaseNames(adapted))
+        cases.extend(_own_cases(mode, name, full, out))
     if BACKPORT and mode.name in CTXLOOP_LOOP_MODES:
         directory = find_py312_tests()
         for name in BACKPORT_MODULES:
@@ -744,7 +761,7 @@ def run_mode(
 
 def summarize(detail: str, lines: int = 4) -> List[str]:
     """The first lines of a failure: the exception and where in the test it was raised."""
-    text = detail.split("\nStdout:\n")[0].split("\nStderr:\n")[0].rstrip()
+    text = detail.split("\nStdout:\n", 1)[0].split("\nStderr:\n", 1)[0].rstrip()
     if "Traceback (most recent call last)" not in text:
         return [ln for ln in text.splitlines() if ln.strip()][:lines]
     last = text.rsplit("Traceback (most recent call last):", 1)[1].splitlines()
@@ -800,7 +817,9 @@ def _header() -> str:
     import ctxloop
 
     implementation = f"{sys.implementation.name} {'.'.join(map(str, sys.version_info[:3]))}"
-    return f"{implementation} ({sys.executable}); ctxloop {ctxloop.__version__} from {os.path.dirname(ctxloop.__file__)}"
+    return (
+        f"{implementation} ({sys.executable}); ctxloop {ctxloop.__version__} from {os.path.dirname(ctxloop.__file__)}"
+    )
 
 
 def _recheck(args: argparse.Namespace, modules: List[str], report: Dict[str, Any]) -> None:
@@ -815,7 +834,9 @@ def _recheck(args: argparse.Namespace, modules: List[str], report: Dict[str, Any
         ref_again, _ = run_mode(reference, modules, args, only=ids)
         for divergence in entry["divergences"]:
             test_id = divergence["id"]
-            reproduced = again.get(test_id, {}).get("outcome") in BAD and ref_again.get(test_id, {}).get("outcome") == PASS
+            reproduced = (
+                again.get(test_id, {}).get("outcome") in BAD and ref_again.get(test_id, {}).get("outcome") == PASS
+            )
             divergence["reproduced"] = reproduced
 
 
@@ -874,7 +895,11 @@ def _backport_failures(entry: Dict[str, Any]) -> List[str]:
 
 def _runner_errors(entry: Dict[str, Any]) -> List[str]:
     """Failures of the runner itself: a module that did not load, a worker that died outside any test."""
-    return [i for i, r in entry["results"].items() if r.get("runner") and not r["id"].startswith(("test.", BACKPORT_PACKAGE))]
+    return [
+        i
+        for i, r in entry["results"].items()
+        if r.get("runner") and not r["id"].startswith(("test.", BACKPORT_PACKAGE))
+    ]
 
 
 def _table_row(mode: str, entry: Dict[str, Any]) -> str:
@@ -940,7 +965,9 @@ def print_report(report: Dict[str, Any], args: argparse.Namespace) -> None:
     first = next((m for m in report["modes"] if m in CTXLOOP_LOOP_MODES), None)
     if first is not None:
         results = report["modes"][first]["results"]
-        skipped = [(i, r["detail"]) for i, r in results.items() if i.startswith(BACKPORT_PACKAGE) and r["outcome"] == SKIP]
+        skipped = [
+            (i, r["detail"]) for i, r in results.items() if i.startswith(BACKPORT_PACKAGE) and r["outcome"] == SKIP
+        ]
         if skipped:
             print("\n3.12 tests skipped on this Python:")
             for test_id, reason in skipped:
