@@ -16,7 +16,15 @@ from typing import Any, Dict
 import pytest
 import run_suite
 
-HAS_CPYTHON_TESTS = importlib.util.find_spec("test.test_asyncio") is not None
+
+def _has_cpython_tests() -> bool:
+    try:
+        return importlib.util.find_spec("test.test_asyncio") is not None
+    except ImportError:  # no test package at all
+        return False
+
+
+HAS_CPYTHON_TESTS = _has_cpython_tests()
 
 
 def _record(outcome: str, detail: str = "") -> Dict[str, Any]:
