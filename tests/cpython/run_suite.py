@@ -348,13 +348,21 @@ class Mode:
         elif self.name in ("policy", "policy-uvloop"):
             _quiet_install(self.base)
 
-    def after_setup(self) -> None:
+    def after_setup(self, test: unittest.TestCase) -> None:
         # A test that sets a policy of its own in setUp (test_runners' TestPolicy):
         # wrap it, as ctxloop.install(policy) would after the application's choice.
         if self.name in ("policy", "policy-uvloop"):
             policy = _policy_slot()
             if policy is not None and not isinstance(policy, self.ctxloop.EventLoopPolicy):
                 _quiet_install(policy)
+        # A loop the test built itself (test_base_events: BaseEventLoop()) is
+        # made a ctxloop loop in place, as an application does with a loop a
+        # framework hands it.
+        import asyncio
+
+        loop = getattr(test, "loop", None)
+        if self.name in CTXLOOP_LOOP_MODES and isinstance(loop, asyncio.AbstractEventLoop) and not loop.is_closed():
+            self.ctxloop.new_event_loop(lambda: loop)
 
     def after_test(self) -> None:
         if self.name in ("policy", "policy-uvloop"):
@@ -450,7 +458,7 @@ def _wrap_setup(mode: Mode, test: unittest.TestCase) -> None:
             error, mode.setup_error = mode.setup_error, None
             raise error
         setup()
-        mode.after_setup()
+        mode.after_setup(test)
 
     test.setUp = setUp  # type: ignore[method-assign]
 
