@@ -966,10 +966,13 @@ def print_report(report: Dict[str, Any], args: argparse.Namespace) -> None:
         if errors:
             print(f"\n[{mode}] errors of the runner (not tests):")
             _print_failures(errors, args.verbose)
-        if args.verbose and entry.get("fixed"):
-            print(f"\n[{mode}] passed only with ctxloop:")
-            for test_id in entry["fixed"]:
+        fixed = entry.get("fixed", [])
+        if fixed:
+            print(f"\n[{mode}] failed in the reference ({MODES[mode][0]}), passed with ctxloop:")
+            for test_id in fixed if args.verbose else fixed[:10]:
                 print(f"  {test_id}")
+            if len(fixed) > 10 and not args.verbose:
+                print(f"  ... and {len(fixed) - 10} more (-v lists them)")
     first = next((m for m in report["modes"] if m in CTXLOOP_LOOP_MODES), None)
     if first is not None:
         results = report["modes"][first]["results"]
@@ -994,7 +997,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--json", help="write the full results to this file")
     parser.add_argument("--no-recheck", action="store_true", help="do not run divergences again")
     parser.add_argument("--no-fail", action="store_true", help="exit 0 even with divergences")
-    parser.add_argument("-v", "--verbose", action="store_true", help="also list tests passing only with ctxloop")
+    parser.add_argument("-v", "--verbose", action="store_true", help="list every test of a group")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--hang-file", help=argparse.SUPPRESS)
