@@ -303,7 +303,7 @@ class Mode:
             def new_test_loop(case: Any, gen: Any = None) -> Any:
                 # The tests' TestLoop (virtual time), made a ctxloop loop in place.
                 loop = make_test_loop(case, gen)
-                return ctxloop.new_event_loop(lambda: loop)
+                return ctxloop.enable(loop)
 
             test_utils.TestCase.new_test_loop = new_test_loop
         if self.name == "factory" and sys.version_info >= (3, 11) and sys.version_info < (3, 13):
@@ -362,7 +362,7 @@ class Mode:
 
         loop = getattr(test, "loop", None)
         if self.name in CTXLOOP_LOOP_MODES and isinstance(loop, asyncio.AbstractEventLoop) and not loop.is_closed():
-            self.ctxloop.new_event_loop(lambda: loop)
+            self.ctxloop.enable(loop)
 
     def after_test(self) -> None:
         if self.name in ("policy", "policy-uvloop"):
