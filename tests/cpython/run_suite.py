@@ -26,7 +26,7 @@ Each *mode* runs the selected tests in fresh subprocesses:
 and each test's outcome is compared with its outcome in the reference mode.
 test_tasks runs its task tests once per Task/Future pair; four of the eight
 pairs run unless ``--full`` is given. A test running longer than ``--timeout``
-seconds (10) is recorded as hung, with its stack, and the rest runs on.
+seconds (20) is recorded as hung, with its stack, and the rest runs on.
 
 Usage (on the Python to check; ctxloop is imported from this checkout)::
 
@@ -992,7 +992,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--full", action="store_true", help="all eight Task/Future classes of test_tasks")
     parser.add_argument("--uvloop", action="store_true", help="add the uvloop modes")
     parser.add_argument("--jobs", type=int, default=1, help="modes run at a time (default 1)")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds before a test counts as hung")
+    parser.add_argument("--timeout", type=float, default=20.0, help="seconds before a test counts as hung")
     parser.add_argument("--max-restarts", type=int, default=20, help="worker restarts after hangs, per mode")
     parser.add_argument("--json", help="write the full results to this file")
     parser.add_argument("--no-recheck", action="store_true", help="do not run divergences again")
