@@ -56,6 +56,20 @@ def tests(session: nox.Session) -> None:
     session.run("timeout", "-k", "30", "1200", "python", "-m", "pytest", *session.posargs, external=True)
 
 
+@nox.session(name="cpython-suite", python=[*CPYTHONS, "3.14", "3.15"], default=False)
+def cpython_suite(session: nox.Session) -> None:
+    """CPython's own asyncio tests, natively and with ctxloop substituted; fails on a divergence.
+
+    python -m nox -s cpython-suite-3.12 -- --uvloop   # arguments go to tests/cpython/run_suite.py
+    (3.14 and 3.15: Debian's python3.14/python3.15 on PATH.)
+    """
+    session.install(".[uvloop]")
+    # Each test is bounded by the runner (a hung test is recorded and the rest
+    # goes on); the whole run is bounded here too.
+    command = ["python", "tests/cpython/run_suite.py", "--jobs", "2", *session.posargs]
+    session.run("timeout", "-k", "30", "900", *command, external=True)
+
+
 @nox.session(python="3.12")
 def lint(session: nox.Session) -> None:
     """ruff and mypy --strict on the package."""
