@@ -177,8 +177,8 @@ if sys.version_info >= (3, 14):
         if factory is not None:
             return factory(loop, coro, **kwargs)  # type: ignore[no-any-return]
         task = _Task(coro, loop=loop, **kwargs)
-        if task._source_traceback:
-            strip_own_frames(task._source_traceback)
+        if task._source_traceback:  # type: ignore[attr-defined]
+            strip_own_frames(task._source_traceback)  # type: ignore[attr-defined]
         return task
 
     def create_task(coro: Coroutine[Any, Any, _T], **kwargs: Any) -> "asyncio.Task[_T]":
@@ -216,8 +216,8 @@ elif sys.version_info >= (3, 11):
             if context is not None:
                 check_task_context(context)
             task = _Task(coro, loop=loop, name=name, context=context)
-            if task._source_traceback:
-                strip_own_frames(task._source_traceback)
+            if task._source_traceback:  # type: ignore[attr-defined]
+                strip_own_frames(task._source_traceback)  # type: ignore[attr-defined]
             return task
         if context is None:
             task = factory(loop, coro)
@@ -265,8 +265,8 @@ else:
         factory = loop._task_factory if kind is _ASYNCIO else loop.get_task_factory()
         if factory is None:
             task: Any = _Task(coro if context is None else bind_task(coro, context), loop=loop, name=name)
-            if task._source_traceback:
-                strip_own_frames(task._source_traceback)
+            if task._source_traceback:  # type: ignore[attr-defined]
+                strip_own_frames(task._source_traceback)  # type: ignore[attr-defined]
             return task  # type: ignore[no-any-return]
         if context is None:
             task = factory(loop, coro)

@@ -19,7 +19,7 @@ from typing import Any, Callable, Coroutine, Dict, FrozenSet, Optional
 from ._binding import bind_task, report_binding
 from ._checks import check_task_context
 from ._create import forwards_keywords, is_eager_factory
-from ._task import Task, _Task
+from ._task import Task, _Task, strip_own_frames
 
 __all__ = ["TaskFactory", "chain_task_factory", "task_factory"]
 
@@ -43,8 +43,12 @@ if sys.version_info >= (3, 12):
         if context is not None:
             eager = kwargs.get("eager_start")
             check_task_context(context, bool(eager) and loop.is_running())
-            return _NativeTask(coro, loop=loop, context=context, **kwargs)
-        return _NativeTask(coro, loop=loop, **kwargs)
+            task = _NativeTask(coro, loop=loop, context=context, **kwargs)
+        else:
+            task = _NativeTask(coro, loop=loop, **kwargs)
+        if task._source_traceback:  # type: ignore[attr-defined]
+            strip_own_frames(task._source_traceback)  # type: ignore[attr-defined]
+        return task
 
 elif sys.version_info >= (3, 11):
 
@@ -62,7 +66,10 @@ elif sys.version_info >= (3, 11):
         """
         if context is not None:
             check_task_context(context)
-        return _Task(coro, loop=loop, context=context, **kwargs)
+        task = _Task(coro, loop=loop, context=context, **kwargs)
+        if task._source_traceback:  # type: ignore[attr-defined]
+            strip_own_frames(task._source_traceback)  # type: ignore[attr-defined]
+        return task
 
 else:
 
@@ -80,9 +87,10 @@ else:
         """
         if kwargs:  # name= (or a keyword Task refuses, with Task's own error)
             return Task(coro, loop=loop, context=context, **kwargs)
-        if context is None:
-            return _Task(coro, loop=loop)
-        return _Task(bind_task(coro, context), loop=loop)
+        task: Any = _Task(coro if context is None else bind_task(coro, context), loop=loop)
+        if task._source_traceback:  # type: ignore[attr-defined]
+            strip_own_frames(task._source_traceback)  # type: ignore[attr-defined]
+        return task  # type: ignore[no-any-return]
 
 
 _ANY = None  # marks a factory that takes **kwargs

@@ -66,7 +66,8 @@ def install(base: Any = None, *, patch_create_task: bool = True) -> None:
     with _lock:
         raw_slot = asyncio.events._event_loop_policy  # type: ignore[attr-defined]
         in_force = current_policy()
-        if isinstance(in_force, EventLoopPolicy) and in_force is _installed and (base is None or base is _installed_base):
+        same_base = base is None or base is _installed_base
+        if isinstance(in_force, EventLoopPolicy) and in_force is _installed and same_base:
             policy = in_force  # installed already, from the same base
         else:
             if _saved_policy is _NOTHING:

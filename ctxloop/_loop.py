@@ -145,9 +145,7 @@ def disable(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
     ctxloop loop for life: ``ValueError``.
     """
     if getattr(loop, "_ctxloop_class", False):
-        raise ValueError(
-            f"{loop!r} was created by ctxloop and stays a ctxloop loop; disable() undoes enable() only"
-        )
+        raise ValueError(f"{loop!r} was created by ctxloop and stays a ctxloop loop; disable() undoes enable() only")
     if getattr(loop, _ENABLED, False):
         del loop.create_task
         delattr(loop, _ENABLED)

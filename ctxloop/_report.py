@@ -24,9 +24,9 @@ import threading
 import time
 from typing import Any, Callable, Coroutine, Dict, List, Optional, Sequence, Tuple, Type, TypeVar
 
+from ._create import create_task
 from ._loop import resolve_base
 from ._runner import run
-from ._create import create_task
 
 __all__ = ["CHECKS", "CheckFailed", "KNOWN_LOOPS", "abandoned_threads", "installed_loops", "main"]
 
@@ -496,7 +496,8 @@ def installed_loops() -> List[str]:
 def _base_factory(name: str) -> LoopFactory:
     """A factory of plain (not ctxloop) loops of *name*."""
     if name == "asyncio":
-        return asyncio.SelectorEventLoop if sys.platform != "win32" else asyncio.ProactorEventLoop  # type: ignore[no-any-return]
+        plain: LoopFactory = getattr(asyncio, "ProactorEventLoop" if sys.platform == "win32" else "SelectorEventLoop")
+        return plain
     factory: LoopFactory = importlib.import_module(name).new_event_loop
     return factory
 

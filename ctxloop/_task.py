@@ -69,7 +69,7 @@ if sys.version_info >= (3, 12):
         ) -> None:
             if context is not None:
                 check_task_context(context, _eager(eager_start, loop))
-            super().__init__(coro, loop=loop, name=name, context=context, eager_start=eager_start)
+            super().__init__(coro, loop=loop, name=name, context=context, eager_start=eager_start)  # type: ignore[arg-type]
             if self._source_traceback:  # type: ignore[attr-defined]
                 strip_own_frames(self._source_traceback)  # type: ignore[attr-defined]
 

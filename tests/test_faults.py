@@ -456,5 +456,3 @@ def test_context_entered_by_another_thread_between_steps_fails_the_task(loop_nam
         return ctx.get(var)
 
     assert ctxloop.run(main(), loop_factory=ctxloop.loop_factory(loop_name)) == "victim"
-
-

@@ -171,14 +171,24 @@ def _created_at(create: Callable[..., Any], loop_name: str) -> Any:
     "create",
     [
         lambda coro: ctxloop.Task(coro, context=contextvars.copy_context()),
-        lambda coro: ctxloop.Task(coro),
+        ctxloop.Task,
         lambda coro: ctxloop.create_task(coro, context=contextvars.copy_context()),
-        lambda coro: ctxloop.create_task(coro),
+        ctxloop.create_task,
         lambda coro: asyncio.get_running_loop().create_task(coro, context=contextvars.copy_context()),
+        lambda coro: ctxloop.task_factory(asyncio.get_running_loop(), coro, context=contextvars.copy_context()),
+        lambda coro: ctxloop.task_factory(asyncio.get_running_loop(), coro),
     ],
-    ids=["Task(context=)", "Task()", "create_task(context=)", "create_task()", "loop.create_task(context=)"],
+    ids=[
+        "Task(context=)",
+        "Task()",
+        "create_task(context=)",
+        "create_task()",
+        "loop.create_task(context=)",
+        "task_factory(context=)",
+        "task_factory()",
+    ],
 )
 def test_debug_mode_says_created_at_the_callers_line(loop_name: str, create: Callable[..., Any]) -> None:
     where, text = _created_at(create, loop_name)
-    assert where == [(__file__, "<lambda>")]
+    assert where[0][0] == __file__ and where[0][1] in ("<lambda>", "main")
     assert f"created at {__file__}:" in text

@@ -128,7 +128,7 @@ def test_a_factory_without_context_fails_as_on_312(
         outcomes = [await loop.create_task(child())]
         coro = child()
         try:
-            loop.create_task(coro, context=contextvars.copy_context())  # type: ignore[call-arg]
+            loop.create_task(coro, context=contextvars.copy_context())  # type: ignore[call-arg]  # noqa: RUF006 - refused
         except TypeError as error:
             outcomes.append("TypeError" + (": context" if "context" in str(error) else str(error)))
         finally:

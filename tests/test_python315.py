@@ -17,8 +17,6 @@ from typing import Any, List
 import pytest
 from conftest import run_plain
 
-import ctxloop
-
 var: contextvars.ContextVar[str] = contextvars.ContextVar("py315_var", default="unset")
 
 pytestmark = pytest.mark.timeout(30)
@@ -50,9 +48,7 @@ async def _serve_three_connections() -> List[str]:
     return [*seen, var.get()]
 
 
-def test_a_server_handler_sees_what_it_sees_on_the_base_loop(
-    run: Any, loop_name: str, base_loop_factory: Any
-) -> None:
+def test_a_server_handler_sees_what_it_sees_on_the_base_loop(run: Any, loop_name: str, base_loop_factory: Any) -> None:
     ours = run(_serve_three_connections())
     assert ours == run_plain(base_loop_factory, _serve_three_connections())
     assert ours[-1] == "after start_server"
@@ -62,9 +58,7 @@ def test_a_server_handler_sees_what_it_sees_on_the_base_loop(
 
 
 @pytest.mark.skipif(sys.version_info < (3, 15), reason="TaskGroup.cancel() is new in Python 3.15")
-def test_taskgroup_cancel_cancels_tasks_given_a_context(
-    run: Any, loop_name: str, base_loop_factory: Any
-) -> None:
+def test_taskgroup_cancel_cancels_tasks_given_a_context(run: Any, loop_name: str, base_loop_factory: Any) -> None:
     async def sleeper() -> None:
         var.set("sleeping")
         try:

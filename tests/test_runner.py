@@ -66,7 +66,7 @@ def test_errors_as_asyncio(loop_name: str) -> None:
 
     ctxloop.run(main(), loop_factory=ctxloop.loop_factory(loop_name))
     if sys.version_info >= (3, 14):  # asyncio's Runner takes any awaitable from 3.14
-        with pytest.raises(TypeError, match="An asyncio.Future, a coroutine or an awaitable is required"):
+        with pytest.raises(TypeError, match=r"An asyncio\.Future, a coroutine or an awaitable is required"):
             ctxloop.run(42)  # type: ignore[arg-type]
     else:
         with pytest.raises(ValueError, match="a coroutine was expected"):
