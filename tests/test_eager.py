@@ -3,7 +3,7 @@
 An eager task runs its first step inside ``create_task``. Given a context that
 is entered right now (the current task's own), CPython 3.12.1 and 3.13.0 fail
 to enter it, corrupt the current-task record and hang ``asyncio.run``
-(SPEC, traps; the versions installed here). Through ctxloop it is a
+(the versions installed here). Through ctxloop it is a
 ``RuntimeError`` at creation, and the loop carries on.
 """
 
