@@ -316,3 +316,41 @@ def test_debug_traceback_points_at_the_caller() -> None:
 
     source = ctxloop.run(main(), debug=True, loop_factory=ctxloop.loop_factory("asyncio"))
     assert source[-1].filename == __file__ and source[-1].name == "main"
+
+
+def test_enable_and_disable_a_loop_made_elsewhere(loop_name: str, base_loop_factory: Callable[[], Any]) -> None:
+    async def child() -> str:
+        var.set("child")
+        return "done"
+
+    async def main() -> str:
+        ctx = contextvars.copy_context()
+        task = asyncio.get_running_loop().create_task(child(), context=ctx)  # type: ignore[call-arg]
+        assert task.get_context() is ctx  # type: ignore[attr-defined]
+        await task
+        return ctx[var]
+
+    loop = base_loop_factory()
+    other = base_loop_factory()
+    try:
+        my_factory = ctxloop.task_factory
+        loop.set_task_factory(my_factory)
+        assert ctxloop.enable(loop) is loop and ctxloop.enable(loop) is loop  # idempotent
+        assert loop.get_task_factory() is my_factory  # kept as it was
+        loop.set_task_factory(None)
+        assert loop.run_until_complete(main()) == "child"
+        assert "create_task" not in vars(other)  # only that instance changed
+        assert ctxloop.disable(loop) is loop and ctxloop.disable(loop) is loop
+        assert "create_task" not in vars(loop)
+        assert type(loop).create_task is type(other).create_task
+    finally:
+        loop.close()
+        other.close()
+    made = ctxloop.new_event_loop(loop_name)
+    try:
+        with pytest.raises(ValueError, match="was created by ctxloop and stays a ctxloop loop"):
+            ctxloop.disable(made)
+    finally:
+        made.close()
+    with pytest.raises(TypeError, match="loop must be an asyncio.AbstractEventLoop, not str"):
+        ctxloop.enable("loop")  # type: ignore[arg-type]
