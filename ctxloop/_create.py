@@ -277,7 +277,7 @@ else:
             task = factory(loop, coro, context=context)
         if name is not None:
             task.set_name(name)
-        return task  # type: ignore[no-any-return]
+        return introspectable(task, coro, None)  # type: ignore[no-any-return]
 
     def create_task(  # type: ignore[misc]
         coro: Coroutine[Any, Any, _T],

@@ -147,3 +147,25 @@ def test_a_keyword_forwarding_factory_on_a_ctxloop_loop_keeps_s4_s5(run: Callabl
             loop.set_task_factory(None)
 
     run(main())
+
+
+def test_a_factorys_task_has_get_context_on_every_python(run: Callable[..., Any]) -> None:
+    def plain(loop: Any, coro: Any, **kwargs: Any) -> Any:
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    async def child() -> Any:
+        var.set("child")
+        return asyncio.current_task().get_context()  # type: ignore[union-attr]
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_task_factory(plain)
+        try:
+            task = loop.create_task(child())
+            own = await task
+            assert own is task.get_context() and own[var] == "child"  # type: ignore[attr-defined]
+            assert var.get() == "unset"
+        finally:
+            loop.set_task_factory(None)
+
+    run(main())
