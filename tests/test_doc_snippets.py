@@ -220,3 +220,107 @@ def test_the_harness_reads_not_run_markers(tmp_path: Path) -> None:
         first, second = page_blocks(page)
     assert (first.not_run, second.not_run) == ("a fragment", None)
     assert (first.output, second.output) == (None, None)
+
+
+# The messages docs/troubleshooting.md quotes (the ```text block opening each
+# section) are what Python prints: each is produced here, where this Python
+# gives it, and matched with the same "..." rule as output blocks.
+
+_QUOTE_SCRIPTS: Dict[str, Tuple[bool, str]] = {
+    "## `RuntimeError: ... is entered beneath the current context`": (
+        sys.version_info >= (3, 12),  # the Context repr shown is 3.12's
+        """
+import contextvars, ctxloop
+async def child(): pass
+async def main():
+    coro = child()
+    try:
+        ctxloop.create_task(coro, context=outer)
+    except RuntimeError as error:
+        coro.close()
+        print(f"RuntimeError: {error}")
+outer = contextvars.copy_context()
+outer.run(ctxloop.run, main())
+""",
+    ),
+    "## uvloop: `TypeError: Task() takes exactly 1 positional argument (2 given)`": (
+        sys.version_info < (3, 11) and HAS_UVLOOP,
+        """
+import asyncio, contextvars, uvloop
+async def child(): pass
+async def main():
+    coro = child()
+    try:
+        asyncio.get_running_loop().create_task(coro, context=contextvars.copy_context())
+    except TypeError as error:
+        coro.close()
+        print(f"TypeError: {error}")
+uvloop.new_event_loop().run_until_complete(main())
+""",
+    ),
+    "## `RuntimeWarning: coroutine '...' was never awaited` after a refusal": (
+        True,
+        """
+import gc, warnings
+async def login(): pass
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    login()
+    gc.collect()
+print(f"RuntimeWarning: {caught[0].message}")
+""",
+    ),
+    "## `RuntimeWarning: ctxloop.install() was called while ... is running`": (
+        sys.platform != "win32",
+        """
+import asyncio, warnings, ctxloop
+async def app():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ctxloop.install()
+    ctxloop.uninstall()
+    print(f"RuntimeWarning: {[w.message for w in caught if w.category is RuntimeWarning][0]}")
+loop = asyncio.new_event_loop()
+loop.run_until_complete(app())
+loop.close()
+""",
+    ),
+    "## `DeprecationWarning` from `install()` on Python 3.14+": (
+        sys.version_info >= (3, 14),
+        """
+import warnings, ctxloop
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    ctxloop.install()
+ctxloop.uninstall()
+print(f"DeprecationWarning: {caught[0].message}")
+""",
+    ),
+}
+
+
+def _quoted_messages() -> Dict[str, str]:
+    """Section heading -> the message its first ```text block quotes (one line)."""
+    text = (DOCS / "troubleshooting.md").read_text(encoding="utf-8")
+    quoted = {}
+    for section in re.split(r"^(?=## )", text, flags=re.M)[1:]:
+        heading = section.splitlines()[0]
+        found = re.search(r"^```text\n(.*?)\n```", section, re.S | re.M)
+        if found:
+            quoted[heading] = found.group(1)
+    return quoted
+
+
+def test_every_quoted_message_is_checked() -> None:
+    assert sorted(_quoted_messages()) == sorted(_QUOTE_SCRIPTS)
+
+
+@pytest.mark.parametrize("heading", sorted(_QUOTE_SCRIPTS))
+def test_quoted_message_is_what_python_prints(heading: str, tmp_path: Path) -> None:
+    applies, script = _QUOTE_SCRIPTS[heading]
+    if not applies:
+        pytest.skip(f"this Python does not print the message of {heading!r}")
+    got = run_block(script, tmp_path)
+    quoted = _quoted_messages()[heading]
+    # A quote ending in "..." shows the message's beginning.
+    assert _output_matches(got, [quoted]), f"Python prints {got!r}"
