@@ -2,6 +2,7 @@
 
 python -m nox                 # the whole matrix, lint and the examples included
 python -m nox -s tests-3.10   # one cell
+python -m nox -s docs         # the documentation site, into site/
 
 A Python this machine lacks is skipped, and nox's summary names it; with the
 environment variable CI set, a missing Python is an error instead.
@@ -78,3 +79,21 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
     for version in ("3.10", "3.11", "3.12", "3.13", "3.14", "3.15"):
         session.run("mypy", "--strict", "--no-warn-unused-ignores", "--python-version", version, "ctxloop")
+
+
+# Pinned: with warnings as errors, a new release of a tool must not fail the build.
+DOCS_TOOLS = [
+    "mkdocs==1.6.1",
+    "mkdocs-material==9.8.2",
+    "mkdocstrings==1.0.8",
+    "mkdocstrings-python==2.0.11",
+    "ruff==0.17.6",  # formats the API reference's signatures
+]
+
+
+@nox.session(python="3.12")
+def docs(session: nox.Session) -> None:
+    """The documentation site (MkDocs, API reference by mkdocstrings), any warning an error."""
+    session.install(*DOCS_TOOLS)
+    # Material for MkDocs prints a banner about its successor on every build.
+    session.run("mkdocs", "build", "--strict", "--clean", *session.posargs, env={"NO_MKDOCS_2_WARNING": "1"})
