@@ -104,9 +104,7 @@ def pages() -> List[Path]:
 ALL_BLOCKS = [block for page in pages() for block in page_blocks(page)]
 ELSEWHERE = [b for b in ALL_BLOCKS if b.page == "README.md" and b.heading in CHECKED_ELSEWHERE]
 RUNNABLE = [b for b in ALL_BLOCKS if b.not_run is None and b not in ELSEWHERE]
-LOOP_RUNS = [(b, "asyncio") for b in RUNNABLE] + [
-    (b, "uvloop") for b in RUNNABLE if "ctxloop.loop_factory()" in b.code
-]
+LOOP_RUNS = [(b, "asyncio") for b in RUNNABLE] + [(b, "uvloop") for b in RUNNABLE if "ctxloop.loop_factory()" in b.code]
 
 
 def _output_matches(got: List[str], want: List[str]) -> bool:
