@@ -1,8 +1,10 @@
 """``python -m ctxloop``: check ctxloop's contract on this interpreter, for every installed loop.
 
-Prints a table of the checks (N1-N6, S1-S7) against the loops, then the cost
-of a ``context=`` task per loop; exit status 0 when every check passes, 1 on a
-failure, 2 on a usage error. ``--json`` for machines, ``--loop NAME`` to pick.
+Prints a table of the checks (N1-N6, S1-S7) against the loops, a legend of
+the rules they check, then the cost of a ``context=`` task per loop beside the
+target for this Python, and, when a check fails, what to do; exit status 0
+when every check passes, 1 on a failure, 2 on a usage error. ``--json`` for
+machines, ``--loop NAME`` to pick.
 """
 
 from __future__ import annotations

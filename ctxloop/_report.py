@@ -6,7 +6,10 @@ raising ``CheckFailed`` when what it sees differs from CPython 3.12. Every
 check runs in its own worker thread, on its own loop, under a deadline: a
 check that does not finish in time is a failure ("timeout"), never a hang.
 After the checks, a quick interleaved run measures what a task created with
-``context=`` on a ctxloop loop costs against a native task on the plain loop.
+``context=`` on a ctxloop loop costs against a native task on the plain loop,
+and sets it beside the target for this Python. The output explains itself: a
+legend gives each check id's rule (as docs/rules.md defines it), and on a
+failure it says where to read and how to report it.
 """
 
 from __future__ import annotations
@@ -28,7 +31,18 @@ from ._create import create_task
 from ._loop import resolve_base
 from ._runner import run
 
-__all__ = ["CHECKS", "CheckFailed", "KNOWN_LOOPS", "abandoned_threads", "installed_loops", "main"]
+__all__ = [
+    "CHECKS",
+    "LEGEND",
+    "CheckFailed",
+    "KNOWN_LOOPS",
+    "abandoned_threads",
+    "cost_line",
+    "cost_target",
+    "within_target",
+    "installed_loops",
+    "main",
+]
 
 _T = TypeVar("_T")
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
@@ -488,6 +502,61 @@ CHECKS: Dict[str, Tuple[str, _Check]] = {
 }
 
 
+# id -> the rule it checks, in one line (the rules are defined in docs/rules.md).
+LEGEND: Dict[str, str] = {
+    "N1": "a task and copy_context() see the creator's values; a fresh Context() only the defaults",
+    "N2": "concurrent requests under gather each see only their own id, nested coroutines too",
+    "N3": "a coroutine awaited directly shares its caller's context",
+    "N4": "nested create_task: each task runs in a copy (levels 2,1,0,0,1,2)",
+    "N5": "nested plain wrapper coroutines share one context (levels 2,1,0,0,0,0)",
+    "N5b": "N4 written with create_task(coro, context=copy_context()), the 3.11 line, on every Python",
+    "N6": "ctx.run(main) keeps main's changes in ctx (spam spam spam ham ham ham spam)",
+    "S1": "a task without context= runs in a copy of its creator's context, taken at creation",
+    "S2": "a task with context=ctx runs every step in ctx itself, not a copy: its writes are in ctx",
+    "S3": "callbacks scheduled from a task capture the context current when they are scheduled",
+    "S4": "task.get_context() returns the context the task runs in (is ctx when one was given)",
+    "S5": "the task is a real asyncio.Task: current_task, get_coro, repr, stack, names, cancel",
+    "S6": "bad input fails at creation: TypeError for a non-Context, RuntimeError for a closed loop",
+    "S7": "a context entered right now: shared where CPython runs the task, else RuntimeError",
+}
+
+# The cost of a task created with context= on a ctxloop loop against a native
+# task: on 3.8-3.10 ctxloop does the work (a binding per task), on 3.11+ asyncio.
+BACKPORT_COST_TARGET = 1.10
+NATIVE_COST_TARGET = 1.02
+
+
+def cost_target(version: Optional[Tuple[int, ...]] = None) -> Tuple[float, str]:
+    """The cost ratio a ctxloop task with context= should stay within on *version* (default: this Python)."""
+    if (sys.version_info[:2] if version is None else version) < (3, 11):
+        return BACKPORT_COST_TARGET, "Python 3.8-3.10"
+    return NATIVE_COST_TARGET, "Python 3.11+"
+
+
+def within_target(cost: float, target: float) -> bool:
+    """Whether *cost* meets *target*, compared at the two decimals printed."""
+    return round(cost, 2) <= target
+
+
+def cost_line(loop: str, cost: Optional[float], error: Optional[str], target: float) -> str:
+    """One loop's cost figure with its verdict against *target*."""
+    if cost is None:
+        return f"  {loop:<8} not measured ({error})"
+    verdict = "within target" if within_target(cost, target) else "above target"
+    return f"  {loop:<8} {cost:.2f}x  {verdict} (<= {target:.2f}x)"
+
+
+WHAT_TO_DO = [
+    "What to do:",
+    "  * Each check id is a rule; docs/rules.md in ctxloop's documentation defines it, and",
+    '    docs/troubleshooting.md ("A check of python -m ctxloop fails") lists known causes.',
+    "  * Run one loop at a time (--loop NAME): a failure on one loop points at that loop's package.",
+    "  * To report it, save the report with: python -m ctxloop --json > ctxloop-report.json",
+    "    and send that file with a bug report to ctxloop's maintainers, with the output of",
+    "    python -m pip list and how this interpreter was installed.",
+]
+
+
 def installed_loops() -> List[str]:
     """The loops this interpreter can run: asyncio, then each known loop package installed."""
     return [name for name in KNOWN_LOOPS if name == "asyncio" or importlib.util.find_spec(name) is not None]
@@ -655,7 +724,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         description=(
             "Check ctxloop's contract (the notebook's N1-N6, the semantics S1-S7) on this "
             "interpreter for every installed event loop, and measure what a task created "
-            "with context= costs against a native one. Exit status 0 when every check passes."
+            "with context= costs against a native one, beside the target for this Python."
+        ),
+        epilog=(
+            "Exit status: 0 when every check passes, 1 when one fails, 2 on a usage error. "
+            "The rules each check id names are defined in docs/rules.md; when a check fails, "
+            "docs/troubleshooting.md says what to do and how to report it."
         ),
     )
     parser.add_argument(
@@ -681,6 +755,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not ok:
             cost_errors[loop] = value
     passed = all(detail is None for per_loop in results.values() for detail in per_loop.values())
+    target, applies = cost_target()
 
     if args.json:
         report = {
@@ -688,7 +763,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "python": _python(),
             "platform": sys.platform,
             "ok": passed,
-            "checks": [{"id": check_id, "title": title} for check_id, (title, _) in CHECKS.items()],
+            "checks": [
+                {"id": check_id, "title": title, "rule": LEGEND[check_id]} for check_id, (title, _) in CHECKS.items()
+            ],
+            "cost_target": {"ratio": target, "applies": applies},
             "loops": {
                 loop: {
                     "ok": all(detail is None for detail in results[loop].values()),
@@ -696,6 +774,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         check_id: {"ok": detail is None, "detail": detail} for check_id, detail in results[loop].items()
                     },
                     "cost_ratio": costs[loop],
+                    "cost_within_target": None if costs[loop] is None else within_target(costs[loop], target),  # type: ignore[arg-type]
                 }
                 for loop in loops
             },
@@ -713,12 +792,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for loop, check_id, detail in failures:
             print(f"FAIL {check_id} on {loop}: {detail}")
     print()
-    print("cost of a task created with context= on a ctxloop loop, vs a native task on the plain loop")
-    print("(create + finish a trivial task; fastest of interleaved batches):")
+    print("What the checks mean (the rules, as docs/rules.md defines them):")
+    id_width = max(len(check_id) for check_id in LEGEND)
+    for check_id in CHECKS:
+        print(f"  {check_id:<{id_width}}  {LEGEND[check_id]}")
+    print()
+    print("Cost of a task created with context= on a ctxloop loop, against a native task on the plain loop")
+    print("(create + finish a trivial task; fastest of interleaved batches: a quick measure, rerun to confirm).")
+    backport, backport_applies = cost_target((3, 10))
+    native, native_applies = cost_target((3, 11))
+    here = " (this interpreter)"
+    print(
+        f"Targets: <= {backport:.2f}x on {backport_applies}{here if applies == backport_applies else ''}, "
+        "where ctxloop backports context=;"
+    )
+    native_here = here if applies == native_applies else ""
+    print(f"         <= {native:.2f}x on {native_applies}{native_here}, where asyncio runs it.")
     for loop in loops:
-        cost = costs[loop]
-        figure = f"{cost:.2f}x" if cost is not None else f"not measured ({cost_errors[loop]})"
-        print(f"  {loop:<8} {figure}")
+        print(cost_line(loop, costs[loop], cost_errors.get(loop), target))
+    if any(cost is not None and not within_target(cost, target) for cost in costs.values()):
+        print("Above target: docs/performance.md has careful figures, and says what is known to cost more and why.")
+    if failures:
+        print()
+        for line in WHAT_TO_DO:
+            print(line)
     print()
     checks = len(CHECKS) * len(loops)
     print(f"{checks - len(failures)}/{checks} checks pass" + ("" if passed else f"; {len(failures)} FAIL"))

@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
@@ -43,9 +43,31 @@ def rows(stdout: str) -> Dict[str, List[str]]:
     table = {}
     for line in stdout.splitlines():
         words = line.split()
-        if words and words[0] in CHECK_IDS:
+        if words and words[0] in CHECK_IDS and not line.startswith(" "):  # the legend's lines are indented
             table[words[0]] = [w for w in words if w in ("PASS", "FAIL")]
     return table
+
+
+def legend(stdout: str) -> Dict[str, str]:
+    """The legend's lines: check id -> the rule it checks."""
+    lines = stdout.splitlines()
+    start = lines.index("What the checks mean (the rules, as docs/rules.md defines them):") + 1
+    entries = {}
+    for line in lines[start:]:
+        if not line.startswith("  "):
+            break
+        check_id, text = line.split(None, 1)
+        entries[check_id] = text
+    return entries
+
+
+def cost_lines(stdout: str) -> Dict[str, List[str]]:
+    """The cost section's per-loop lines, split into words."""
+    lines = stdout.splitlines()
+    return {loop: next(line.split() for line in lines if line.startswith(f"  {loop} ")) for loop in LOOPS}
+
+
+TARGET = 1.10 if sys.version_info < (3, 11) else 1.02
 
 
 def test_the_main_command_checks_every_installed_loop() -> None:
@@ -58,9 +80,18 @@ def test_the_main_command_checks_every_installed_loop() -> None:
     header = next(line for line in lines if line.startswith("check "))
     assert header.split()[2:] == LOOPS
     assert rows(out.stdout) == {check_id: ["PASS"] * len(LOOPS) for check_id in CHECK_IDS}
-    for loop in LOOPS:
-        cost = next(line.split() for line in lines if line.startswith(f"  {loop} "))
+    assert list(legend(out.stdout)) == CHECK_IDS
+    # The target for this interpreter, and a verdict beside each figure.
+    here = "Python 3.8-3.10 (this interpreter)" if sys.version_info < (3, 11) else "Python 3.11+ (this interpreter)"
+    assert sum(here in line for line in lines) == 1
+    assert "Targets: <= 1.10x on Python 3.8-3.10" in out.stdout
+    assert "<= 1.02x on Python 3.11+" in out.stdout
+    for cost in cost_lines(out.stdout).values():
         assert cost[1].endswith("x") and float(cost[1][:-1]) > 0
+        within = round(float(cost[1][:-1]), 2) <= TARGET
+        assert " ".join(cost[2:]) == f"{'within' if within else 'above'} target (<= {TARGET:.2f}x)"
+    # Nothing failed: no advice on what to do.
+    assert "What to do:" not in out.stdout
     total = len(CHECK_IDS) * len(LOOPS)
     assert lines[-1] == f"{total}/{total} checks pass"
 
@@ -69,16 +100,20 @@ def test_json_for_machines() -> None:
     out = ctxloop_main("--json")
     assert out.returncode == 0, out.stdout + out.stderr
     report = json.loads(out.stdout)
-    assert set(report) == {"ctxloop", "python", "platform", "ok", "checks", "loops"}
+    assert set(report) == {"ctxloop", "python", "platform", "ok", "checks", "cost_target", "loops"}
     assert report["ctxloop"] == ctxloop.__version__
     assert report["ok"] is True
     assert [check["id"] for check in report["checks"]] == CHECK_IDS
     assert all(isinstance(check["title"], str) and check["title"] for check in report["checks"])
+    assert [check["rule"] for check in report["checks"]] == [_report.LEGEND[check_id] for check_id in CHECK_IDS]
+    applies = "Python 3.8-3.10" if sys.version_info < (3, 11) else "Python 3.11+"
+    assert report["cost_target"] == {"ratio": TARGET, "applies": applies}
     assert list(report["loops"]) == LOOPS
     for per_loop in report["loops"].values():
         assert per_loop["ok"] is True
         assert per_loop["results"] == {check_id: {"ok": True, "detail": None} for check_id in CHECK_IDS}
         assert isinstance(per_loop["cost_ratio"], float) and per_loop["cost_ratio"] > 0
+        assert per_loop["cost_within_target"] is (round(per_loop["cost_ratio"], 2) <= TARGET)
 
 
 @pytest.mark.parametrize(
@@ -127,6 +162,11 @@ def test_a_failing_check_makes_it_exit_1() -> None:
         assert f"FAIL N4 on {loop}: forced to fail by _CTXLOOP_REPORT_FAIL" in out.stdout
     total = len(CHECK_IDS) * len(LOOPS)
     assert out.stdout.splitlines()[-1] == f"{total - len(LOOPS)}/{total} checks pass; {len(LOOPS)} FAIL"
+    # A failure says where to read and how to report it.
+    advice = out.stdout[out.stdout.index("What to do:") :]
+    expected = ["docs/rules.md", "docs/troubleshooting.md", "--loop NAME", "python -m ctxloop --json >", "bug report"]
+    for words in expected:
+        assert words in advice
 
 
 def test_a_failing_check_in_json() -> None:
@@ -157,6 +197,31 @@ def test_help() -> None:
     out = ctxloop_main("--help")
     assert out.returncode == 0
     assert "--loop NAME" in out.stdout and "--json" in out.stdout
+    assert "docs/rules.md" in out.stdout and "docs/troubleshooting.md" in out.stdout
+
+
+def test_the_legend_names_the_rules_docs_define() -> None:
+    assert list(_report.LEGEND) == list(_report.CHECKS) == CHECK_IDS
+    rules = (ROOT / "docs" / "rules.md").read_text(encoding="utf-8")
+    for check_id in CHECK_IDS:
+        defined = f"| {check_id} |" if check_id.startswith("N") else f"**{check_id} \u2014"
+        assert defined in rules, f"docs/rules.md does not define {check_id}"
+    assert all(len(f"  {check_id:<3}  {text}") <= 100 for check_id, text in _report.LEGEND.items())
+
+
+@pytest.mark.parametrize(
+    ("version", "target", "applies"),
+    [((3, 8), 1.10, "Python 3.8-3.10"), ((3, 10, 13), 1.10, "Python 3.8-3.10"), ((3, 11), 1.02, "Python 3.11+")],
+)
+def test_cost_target_per_python(version: Tuple[int, ...], target: float, applies: str) -> None:
+    assert _report.cost_target(version) == (target, applies)
+
+
+def test_cost_line_gives_a_verdict() -> None:
+    assert _report.cost_line("asyncio", 1.024, None, 1.02) == "  asyncio  1.02x  within target (<= 1.02x)"
+    assert _report.cost_line("uvloop", 1.031, None, 1.02) == "  uvloop   1.03x  above target (<= 1.02x)"
+    assert _report.cost_line("asyncio", 0.9, None, 1.10) == "  asyncio  0.90x  within target (<= 1.10x)"
+    assert _report.cost_line("uvloop", None, "timeout", 1.10) == "  uvloop   not measured (timeout)"
 
 
 # The checks themselves must fail where the contract is broken. A loop that
