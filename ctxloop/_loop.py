@@ -54,9 +54,12 @@ def import_uvloop() -> Any:
     try:
         import uvloop
     except ImportError:
+        if sys.implementation.name != "cpython":
+            hint = f"uvloop runs on CPython only, not on {sys.implementation.name}: use base='asyncio' here"
+        else:
+            hint = "install it with: pip install 'ctxloop[uvloop]'"
         raise ModuleNotFoundError(
-            "ctxloop: base='uvloop' needs the uvloop package, which is not installed "
-            "for this Python; install it with: pip install 'ctxloop[uvloop]'",
+            f"ctxloop: base='uvloop' needs the uvloop package, which is not installed for this Python; {hint}",
             name="uvloop",
         ) from None
     return uvloop

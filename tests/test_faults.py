@@ -427,7 +427,7 @@ def test_context_entered_in_another_thread_is_refused(loop_name: str) -> None:
         holder.join(10)
 
 
-@pytest.mark.skipif(sys.version_info >= (3, 11), reason="3.11+: asyncio steps the task itself (native behaviour, see S7 in docs/rules.md)")
+@pytest.mark.skipif(sys.version_info >= (3, 11), reason="3.11+: asyncio steps the task itself (S7 in docs/rules.md)")
 def test_context_entered_by_another_thread_between_steps_fails_the_task(loop_name: str) -> None:
     ctx = contextvars.copy_context()
     entered, release = threading.Event(), threading.Event()
