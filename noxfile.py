@@ -50,7 +50,7 @@ PYPYS = ["pypy3.9"]
 @nox.session(python=CPYTHONS + PYPYS)
 def tests(session: nox.Session) -> None:
     """The test suite on one Python, on asyncio's loop and uvloop (where it installs)."""
-    extras = "test" if session.python in PYPYS else "test,uvloop"
+    extras = "test,integrations" if session.python in PYPYS else "test,integrations,uvloop"
     session.install(f".[{extras}]")
     # A hang outside any test (at interpreter exit, say) is beyond
     # pytest-timeout: bound the whole run so CI fails fast instead.
