@@ -21,7 +21,6 @@ pytest.importorskip("aiohttp", reason="needs aiohttp (pip install 'ctxloop[integ
 from aiohttp import web
 from integ_aiohttp import make_app
 from integ_support import (
-    LOOPS,
     NATIVE,
     NATIVE_REASON,
     Client,
@@ -40,11 +39,6 @@ ROUTES = ["policy", "run_app_loop", "loop_factory", "native"]
 def route(request: pytest.FixtureRequest) -> str:
     if request.param == "native" and not NATIVE:
         pytest.skip(NATIVE_REASON)
-    return request.param  # type: ignore[no-any-return]
-
-
-@pytest.fixture(params=LOOPS)
-def loop_name(request: pytest.FixtureRequest) -> str:
     return request.param  # type: ignore[no-any-return]
 
 

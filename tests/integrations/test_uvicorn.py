@@ -35,7 +35,6 @@ pytest.importorskip("httpx", reason="needs httpx (pip install 'ctxloop[integrati
 
 import uvicorn
 from integ_support import (
-    LOOPS,
     NATIVE,
     NATIVE_REASON,
     Client,
@@ -70,11 +69,6 @@ def route(request: pytest.FixtureRequest) -> str:
     if name == "native" and not NATIVE:
         pytest.skip(NATIVE_REASON)
     return name
-
-
-@pytest.fixture(params=LOOPS)
-def loop_name(request: pytest.FixtureRequest) -> str:
-    return request.param  # type: ignore[no-any-return]
 
 
 def listening_socket() -> socket.socket:
