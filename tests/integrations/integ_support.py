@@ -315,7 +315,7 @@ async def in_request_context(rid: str, mode: str, call: Callable[[], Awaitable[T
     REQUEST_ID.set(rid)
     ctx = contextvars.copy_context()
     loop = asyncio.get_running_loop()
-    if mode == "ctx-run":
+    if mode == "ctx-run":  # noqa: SIM108 - the two ways side by side
         task = ctx.run(start, loop, call())
     else:
         task = start(loop, call(), context=ctx)

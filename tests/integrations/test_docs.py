@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import pytest
-from integ_support import LOOPS
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "integrations"
@@ -111,7 +110,12 @@ def run_uvicorn(line: str, cwd: Path) -> Tuple[List[str], List[str]]:
     stderr_lines: List[str] = []
     with stdout_path.open("w") as stdout:
         proc = subprocess.Popen(
-            command, cwd=cwd, stdout=stdout, stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1")
+            command,
+            cwd=cwd,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
         )
         try:
 
@@ -128,7 +132,9 @@ def run_uvicorn(line: str, cwd: Path) -> Tuple[List[str], List[str]]:
             reader.start()
             assert port_known.wait(TIMEOUT), "".join(stderr_lines)
             for number in (1, 2, 3):
-                request = urllib.request.Request(f"http://127.0.0.1:{port[0]}/", headers={"x-request-id": f"req-{number}"})
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port[0]}/", headers={"x-request-id": f"req-{number}"}
+                )
                 with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
                     bodies.append(response.read().decode())
             assert proc.wait(timeout=TIMEOUT) == 0, "".join(stderr_lines)
@@ -144,27 +150,33 @@ def run_uvicorn(line: str, cwd: Path) -> Tuple[List[str], List[str]]:
     return printed, bodies
 
 
-def test_every_page_is_known() -> None:
-    assert PAGES == sorted(FRAMEWORKS)
-
-
-@pytest.mark.timeout(180)
-@pytest.mark.parametrize("page", PAGES)
-def test_page(page: str, loop_name: str, tmp_path: Path) -> None:
+def page_text(page: str, loop_name: str) -> str:
+    """The page, its loop choices made for *loop_name*; skips what cannot run here."""
     for module in FRAMEWORKS[page]:
         if importlib.util.find_spec(module.split(".")[0]) is None:
             pytest.skip(f"needs {module} (pip install 'ctxloop[integrations]')")
+    if page == "uvicorn.md":
+        import uvicorn
+
+        if tuple(int(p) for p in re.findall(r"\d+", uvicorn.__version__)[:2]) < (0, 36):
+            pytest.skip(f"uvicorn {uvicorn.__version__} takes no loop factory on the command line (0.36+ does)")
     text = (DOCS / page).read_text(encoding="utf-8")
     if loop_name == "uvloop":
         if not any(form in text for form in UVLOOP_FORMS):
             pytest.skip("the page has no choice of loop")
         for form, uvloop_form in UVLOOP_FORMS.items():
             text = text.replace(form, uvloop_form)
-    blocks = page_blocks(text)
-    if page == "uvicorn.md":
-        uvicorn = pytest.importorskip("uvicorn")
-        if tuple(int(p) for p in re.findall(r"\d+", uvicorn.__version__)[:2]) < (0, 36):
-            pytest.skip(f"uvicorn {uvicorn.__version__} takes no loop factory on the command line (0.36+ does)")
+    return text
+
+
+def test_every_page_is_known() -> None:
+    assert sorted(FRAMEWORKS) == PAGES
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("page", PAGES)
+def test_page(page: str, loop_name: str, tmp_path: Path) -> None:
+    blocks = page_blocks(page_text(page, loop_name))
     for block in blocks:
         if block.kind == "file":
             (tmp_path / block.filename).write_text(block.code, encoding="utf-8")  # type: ignore[operator]

@@ -20,8 +20,9 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 
-structlog = pytest.importorskip("structlog", reason="needs structlog (pip install 'ctxloop[integrations]')")
+pytest.importorskip("structlog", reason="needs structlog (pip install 'ctxloop[integrations]')")
 
+import structlog
 from integ_support import CONTROL_EVERY, REQUEST_ID, collect_log, run_main
 from structlog.contextvars import bind_contextvars, get_contextvars, merge_contextvars
 

@@ -117,4 +117,3 @@ def test_span_parents(route: str, loop_name: str) -> None:
     assert current == [None if is_control(n) else f"session-{n}" for n in range(REQUESTS)]
     # The control really lost the session: its requests are roots.
     assert [tree[f"request-{n}"] for n in range(REQUESTS) if is_control(n)] == [None] * (REQUESTS // CONTROL_EVERY)
-

@@ -22,8 +22,9 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
-sentry_sdk = pytest.importorskip("sentry_sdk", reason="needs sentry-sdk (pip install 'ctxloop[integrations]')")
+pytest.importorskip("sentry_sdk", reason="needs sentry-sdk (pip install 'ctxloop[integrations]')")
 
+import sentry_sdk
 from integ_support import CONTROL_EVERY, REQUEST_ID, run_main
 from sentry_sdk.envelope import Envelope
 from sentry_sdk.integrations.asyncio import enable_asyncio_integration

@@ -3,7 +3,7 @@
 Routes onto the loop:
 
 * ``policy``: ``ctxloop.install(loop)`` and ``uvicorn.Config(loop="none")`` (uvicorn's
-  own ``asyncio.run`` then asks the policy);
+  own ``asyncio.run`` then asks the policy); ``policy_run``: the same with ``uvicorn.run``;
 * ``serve``: ``ctxloop.run(uvicorn.Server(config).serve(), loop_factory=...)``;
 * ``config``: ``uvicorn.Config(app, loop="ctxloop.loops:<loop>_loop")`` and ``Server.run``;
 * ``uvicorn_run``: ``uvicorn.run(app, port=0, loop="ctxloop.loops:<loop>_loop")``;
@@ -15,6 +15,7 @@ Routes onto the loop:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import importlib
 import logging
@@ -58,7 +59,7 @@ LOOP_OPTION_REASON = (
     "use ctxloop.install() with --loop none, or ctxloop.run(server.serve())"
 )
 
-ROUTES = ["policy", "serve", "config", "uvicorn_run", "cli", "native"]
+ROUTES = ["policy", "policy_run", "serve", "config", "uvicorn_run", "cli", "native"]
 
 
 @pytest.fixture(params=ROUTES)
@@ -112,7 +113,7 @@ def serve_in_process(
 ) -> List[Dict[str, Any]]:
     factory_name = f"ctxloop.loops:{loop_name}_loop"
     with collect_log("integ.app") as log_lines:
-        if route == "uvicorn_run":
+        if route in ("uvicorn_run", "policy_run"):
             # uvicorn binds port 0 itself and says which port it got.
             class PortWatcher(logging.Handler):
                 def emit(self, record: logging.LogRecord) -> None:
@@ -139,16 +140,17 @@ def serve_in_process(
             monkeypatch.setattr(importlib.import_module("uvicorn.main"), "Server", KeptServer)
             client = Client("httpx", stop=stop).start()
             try:
-                uvicorn.run(
-                    "integ_starlette:app",
-                    host="127.0.0.1",
-                    port=0,
-                    loop=factory_name,
-                    log_config=None,
-                    access_log=False,
-                    lifespan="off",
-                    limit_max_requests=len(client.requests),
-                )
+                with installed(loop_name) if route == "policy_run" else contextlib.nullcontext():
+                    uvicorn.run(
+                        "integ_starlette:app",
+                        host="127.0.0.1",
+                        port=0,
+                        loop="none" if route == "policy_run" else factory_name,
+                        log_config=None,
+                        access_log=False,
+                        lifespan="off",
+                        limit_max_requests=len(client.requests),
+                    )
             finally:
                 logging.getLogger("uvicorn.error").removeHandler(watcher)
             results = client.join()
