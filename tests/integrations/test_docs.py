@@ -47,6 +47,13 @@ UVLOOP_FORMS = {
     "ctxloop.loops:asyncio_loop": "ctxloop.loops:uvloop_loop",
 }
 TIMEOUT = 60
+# A page's other route, named in its last line's comment: the same blocks run that way too.
+ALTERNATIVES = {
+    "logging.md": (
+        "ctxloop.run(serve(), loop_factory=ctxloop.loop_factory())",
+        "ctxloop.install()\nasyncio.run(serve())",
+    ),
+}
 
 
 class Block:
@@ -176,7 +183,20 @@ def test_every_page_is_known() -> None:
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("page", PAGES)
 def test_page(page: str, loop_name: str, tmp_path: Path) -> None:
-    blocks = page_blocks(page_text(page, loop_name))
+    run_page(page, page_text(page, loop_name), tmp_path)
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("page", sorted(ALTERNATIVES))
+def test_page_other_route(page: str, tmp_path: Path) -> None:
+    text = page_text(page, "asyncio")
+    old, new = ALTERNATIVES[page]
+    assert text.count(old) == 1
+    run_page(page, text.replace(old, new), tmp_path)
+
+
+def run_page(page: str, text: str, tmp_path: Path) -> None:
+    blocks = page_blocks(text)
     for block in blocks:
         if block.kind == "file":
             (tmp_path / block.filename).write_text(block.code, encoding="utf-8")  # type: ignore[operator]
