@@ -22,6 +22,8 @@ import threading
 import warnings
 from typing import Any, Awaitable, Callable, Dict, Iterator, List, Optional, TypeVar
 
+import pytest
+
 import ctxloop
 
 T = TypeVar("T")
@@ -30,6 +32,17 @@ HAS_UVLOOP = importlib.util.find_spec("uvloop") is not None
 LOOPS = ["asyncio"] + (["uvloop"] if HAS_UVLOOP else [])
 NATIVE = sys.version_info >= (3, 12)
 NATIVE_REASON = "the native reference (asyncio's own context= and Task.get_context()) needs Python 3.12+"
+
+
+ROUTES = ["policy", "loop_factory", "native"]
+
+
+def pick_route(name: str) -> str:
+    """A route fixture's value: ``native`` is skipped before Python 3.12."""
+    if name == "native" and not NATIVE:
+        pytest.skip(NATIVE_REASON)
+    return name
+
 
 # Requests hammered at each server, and how many of them use the usual wrong
 # workaround (every CONTROL_EVERY-th): bounded, so every test ends quickly.

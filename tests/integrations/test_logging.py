@@ -23,10 +23,15 @@ import pytest
 pytest.importorskip("structlog", reason="needs structlog (pip install 'ctxloop[integrations]')")
 
 import structlog
-from integ_support import CONTROL_EVERY, REQUEST_ID, collect_log, run_main
+from integ_support import CONTROL_EVERY, REQUEST_ID, ROUTES, collect_log, pick_route, run_main
 from structlog.contextvars import bind_contextvars, get_contextvars, merge_contextvars
 
 REQUESTS = 200
+
+
+@pytest.fixture(params=ROUTES)
+def route(request: pytest.FixtureRequest) -> str:
+    return pick_route(request.param)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("opentelemetry.sdk", reason="needs opentelemetry-sdk (pip install 'ctxloop[integrations]')")
 
-from integ_support import CONTROL_EVERY, run_main
+from integ_support import CONTROL_EVERY, ROUTES, pick_route, run_main
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -27,6 +27,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 REQUESTS = 200
+
+
+@pytest.fixture(params=ROUTES)
+def route(request: pytest.FixtureRequest) -> str:
+    return pick_route(request.param)
 
 
 def is_control(number: int) -> bool:

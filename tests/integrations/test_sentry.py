@@ -25,12 +25,17 @@ import pytest
 pytest.importorskip("sentry_sdk", reason="needs sentry-sdk (pip install 'ctxloop[integrations]')")
 
 import sentry_sdk
-from integ_support import CONTROL_EVERY, REQUEST_ID, run_main
+from integ_support import CONTROL_EVERY, REQUEST_ID, ROUTES, pick_route, run_main
 from sentry_sdk.envelope import Envelope
 from sentry_sdk.integrations.asyncio import enable_asyncio_integration
 from sentry_sdk.transport import Transport
 
 REQUESTS = 100
+
+
+@pytest.fixture(params=ROUTES)
+def route(request: pytest.FixtureRequest) -> str:
+    return pick_route(request.param)
 
 
 class MemoryTransport(Transport):
