@@ -6,10 +6,25 @@ backend, once per listed loop, each on a ctxloop loop
 (``ctxloop.loop_factory(name)``), with ids like ``[ctxloop-uvloop]``. Without
 the option and the ini value, the plugin only registers them.
 
+Loops the project chose itself are kept, each made a ctxloop loop
+(``ctxloop.loop_factory(<the project's factory>)``), and the listed names are
+not used for those tests:
+
+* pytest-asyncio 1.4+: the factories the project's own
+  ``pytest_asyncio_loop_factories`` hook returns keep their names, so the test
+  ids and ``pytest.mark.asyncio(loop_factories=[...])`` selections stay the
+  project's; where that hook returns None (or there is none), the listed loops
+  are used, with ``ctxloop-`` ids.
+* anyio: a ``loop_factory`` (or ``use_uvloop=True``) in the ``anyio_backend``
+  options is wrapped, the other options kept. The test runs once, under the
+  first listed loop's id, and is skipped, with a reason, under the others.
+
 How the loops reach each framework depends on its version (decided once, below):
 
-* pytest-asyncio 1.4+: the ``pytest_asyncio_loop_factories`` hook (so
-  ``pytest.mark.asyncio(loop_factories=["ctxloop-uvloop"])`` picks one).
+* pytest-asyncio 1.4+: a wrapper of its ``pytest_asyncio_loop_factories`` hook,
+  which sees what the project's implementations answer (so
+  ``pytest.mark.asyncio(loop_factories=["ctxloop-uvloop"])`` picks one of the
+  listed loops).
 * pytest-asyncio 1.0-1.3: the ``event_loop_policy`` fixture, parametrized with a
   ``ctxloop.EventLoopPolicy`` per loop.
 * pytest-asyncio before 1.0 (0.24 on Python 3.8): the same, and async fixtures
@@ -34,11 +49,11 @@ import importlib.metadata
 import inspect
 import sys
 import types
-from typing import Any, Callable, Dict, Generator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Generator, List, Mapping, Optional, Tuple
 
 import pytest
 
-from ._loop import loop_factory
+from ._loop import import_uvloop, loop_factory
 from ._runner import Runner
 
 __all__ = ["pytest_addoption", "pytest_configure"]
@@ -49,6 +64,27 @@ _ID_PREFIX = "ctxloop-"
 _MISSING = object()
 # The private fixture that parametrizes anyio's ``anyio_backend`` per loop.
 _ANYIO_LOOP = "_ctxloop_anyio_loop"
+
+
+class _ProjectLoops:
+    """Turns a loop factory the project chose into a ctxloop loop factory built on it.
+
+    The same project factory always gives the same ctxloop factory: pytest
+    caches a parametrized fixture by its value, so a loop of module scope is
+    shared by the module's tests only if each test gets the same factory.
+    """
+
+    def __init__(self) -> None:
+        self._wrapped: Dict[int, Tuple[LoopFactory, LoopFactory]] = {}
+
+    def wrap(self, factory: Any) -> Any:
+        if not callable(factory):
+            return factory  # the framework reports what it does not understand
+        known = self._wrapped.get(id(factory))
+        if known is None or known[0] is not factory:
+            known = (factory, loop_factory(factory))
+            self._wrapped[id(factory)] = known  # keeps the project's factory alive, so its id stays its own
+        return known[1]
 
 
 def _distribution_version(name: str) -> Tuple[int, ...]:
@@ -136,16 +172,17 @@ def pytest_configure(config: pytest.Config) -> None:
     if not names:
         return
     factories = _factories(source, names)
+    project_loops = _ProjectLoops()
     plugins: List[object] = []
     if config.pluginmanager.has_plugin("asyncio"):
         if _ASYNCIO_ROUTE == "loop-factories-hook":
-            plugins.append(_LoopFactoriesHook(factories))
+            plugins.append(_LoopFactoriesHook(factories, project_loops))
         else:
             plugins.append(_PolicyParametrization(names, _ASYNCIO_ROUTE.endswith("+fixture-context")))
         if _REPLACE_RUNNER:
             plugins.append(_RunnerReplacement())
     if config.pluginmanager.has_plugin("anyio"):
-        plugins.append(_AnyioBackends(names, factories))
+        plugins.append(_AnyioBackends(names, factories, project_loops))
         plugins.append(_anyio_loop_fixture(names[0]))
     if not plugins:
         config.issue_config_time_warning(
@@ -172,13 +209,28 @@ class _Header:
 
 
 class _LoopFactoriesHook:
-    """pytest-asyncio 1.4+: hands it the loops through its own hook."""
+    """pytest-asyncio 1.4+: a wrapper of its own hook, around the project's implementations.
 
-    def __init__(self, factories: Dict[str, LoopFactory]) -> None:
+    pytest-asyncio takes the first answer that is not None. The project's
+    answer (a mapping of ids to loop factories) comes back with each factory
+    made a ctxloop loop factory built on it, under the project's own id; with
+    no answer, the listed loops.
+    """
+
+    def __init__(self, factories: Dict[str, LoopFactory], project_loops: _ProjectLoops) -> None:
         self._factories = factories
+        self._project_loops = project_loops
 
-    def pytest_asyncio_loop_factories(self, config: pytest.Config, item: pytest.Item) -> Dict[str, LoopFactory]:
-        return self._factories
+    @pytest.hookimpl(wrapper=True)
+    def pytest_asyncio_loop_factories(
+        self, config: pytest.Config, item: pytest.Item
+    ) -> Generator[None, Optional[Mapping[str, LoopFactory]], Optional[Mapping[str, LoopFactory]]]:
+        chosen = yield
+        if chosen is None:
+            return self._factories
+        if not isinstance(chosen, Mapping):
+            return chosen  # pytest-asyncio reports what it does not understand
+        return {name: self._project_loops.wrap(factory) for name, factory in chosen.items()}
 
 
 def _is_pytest_asyncio_test(metafunc: pytest.Metafunc) -> bool:
@@ -344,13 +396,16 @@ class _AnyioBackends:
     depend on a private fixture parametrized with the loop names, so that it is
     rebuilt for each loop; its value ``"asyncio"`` or ``("asyncio", options)``
     becomes ``("asyncio", {**options, "loop_factory": <ctxloop loop factory>})``.
-    Another backend (trio) has no asyncio loop: it runs under the first loop's
-    id and is skipped, with a reason, under the others.
+    Options that choose the loop already (``loop_factory``, ``use_uvloop``)
+    get a ctxloop loop factory built on that loop instead; such a test, and one
+    on another backend (trio, which has no asyncio loop), runs under the first
+    loop's id and is skipped, with a reason, under the others.
     """
 
-    def __init__(self, names: List[str], factories: Dict[str, LoopFactory]) -> None:
+    def __init__(self, names: List[str], factories: Dict[str, LoopFactory], project_loops: _ProjectLoops) -> None:
         self._names = names
         self._factories = factories
+        self._project_loops = project_loops
 
     # After the fixtures' own parametrization: ids read [asyncio-ctxloop-uvloop].
     @pytest.hookimpl(trylast=True)
@@ -414,10 +469,17 @@ class _AnyioBackends:
         else:
             return backend  # anyio reports what it does not understand
         if backend_name != "asyncio":
-            if name != self._names[0]:
-                pytest.skip(
-                    f"ctxloop: anyio backend {backend_name!r} has no asyncio loop; it runs once, "
-                    f"as [{_ID_PREFIX}{self._names[0]}]"
-                )
+            self._run_once(name, f"anyio backend {backend_name!r} has no asyncio loop")
             return backend
-        return ("asyncio", {**options, "loop_factory": self._factories[_ID_PREFIX + name]})
+        chosen = options.get("loop_factory")
+        if chosen is None and options.get("use_uvloop") and sys.platform != "win32":
+            chosen = import_uvloop().new_event_loop  # what anyio picks
+        if chosen is None:
+            return ("asyncio", {**options, "loop_factory": self._factories[_ID_PREFIX + name]})
+        self._run_once(name, "the anyio_backend options choose the loop (a ctxloop loop is built on it)")
+        return ("asyncio", {**options, "loop_factory": self._project_loops.wrap(chosen)})
+
+    def _run_once(self, name: str, why: str) -> None:
+        """Skip the run for *name* unless it is the first listed loop's."""
+        if name != self._names[0]:
+            pytest.skip(f"ctxloop: {why}; it runs once, as [{_ID_PREFIX}{self._names[0]}]")
