@@ -110,18 +110,19 @@ FAILED = ("failed", "error")
 
 
 def find_python(version: str) -> str:
-    """The interpreter for "3.12" (pythonX.Y on PATH, or pyenv's newest X.Y.*), or a path as given."""
+    """The interpreter for "3.12" (pyenv's newest 3.12.*, else python3.12 on PATH), or a path as given."""
     if os.sep in version:
         return version
-    found = shutil.which(f"python{version}")
-    if found:
-        return found
     root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
     candidates = glob.glob(os.path.join(root, "versions", f"{version}.*", "bin", "python"))
     candidates = [path for path in candidates if re.search(rf"/{re.escape(version)}\.\d+/bin/python$", path)]
-    if not candidates:
-        raise SystemExit(f"peer_suites: no python{version} on PATH or under {root}/versions")
-    return max(candidates, key=lambda path: int(path.split(os.sep)[-3].split(".")[-1]))
+    if candidates:
+        return max(candidates, key=lambda path: int(path.split(os.sep)[-3].split(".")[-1]))
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        found = shutil.which(f"python{version}", path=directory)
+        if found and "shims" not in Path(directory).parts:  # pyenv's shims answer only for the global version
+            return found
+    raise SystemExit(f"peer_suites: no python{version} under {root}/versions or on PATH")
 
 
 def command(argv: List[str], *, cwd: Optional[Path] = None, quiet: bool = True) -> None:
