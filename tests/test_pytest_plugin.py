@@ -407,7 +407,8 @@ async def test_backend(anyio_backend, anyio_backend_options):
 # The project's own loop factories, recording every loop they make.
 PROJECT_LOOPS = """
 import asyncio
-import contextvars
+
+from ctxloop._loop import is_ctxloop_loop
 
 made = []
 
@@ -426,38 +427,10 @@ def other_project_loop():
     return made[-1]
 
 
-var = contextvars.ContextVar("var", default="unset")
-
-
-async def runs_on_a_ctxloop_loop():
-    # A task factory that takes no context= still gets the task run in the
-    # given context on a ctxloop loop. Natively create_task(context=) raises
-    # TypeError (asyncio's loop on 3.8-3.10: no context=; 3.11+: the factory
-    # has none), or uvloop on 3.8-3.10 runs the task in a copy.
-    loop = asyncio.get_running_loop()
-    saved = loop.get_task_factory()
-
-    async def child():
-        var.set("child")
-
-    ctx = contextvars.copy_context()
-    coro = child()
-    loop.set_task_factory(lambda loop, coro: asyncio.Task(coro, loop=loop))
-    try:
-        await loop.create_task(coro, context=ctx)
-    except TypeError:
-        coro.close()
-        return False
-    finally:
-        loop.set_task_factory(saved)
-    return ctx.get(var) == "child"
-
-
 async def probe(request):
     loop = asyncio.get_running_loop()
-    on_ctxloop = await runs_on_a_ctxloop_loop()
     with open(request.config.rootpath / "probes.txt", "a") as probes:
-        print(request.node.name, type(loop).__name__, loop in made, on_ctxloop, file=probes)
+        print(request.node.name, type(loop).__name__, loop in made, is_ctxloop_loop(loop), file=probes)
 """
 
 PROJECT_HOOK_CONFTEST = """
