@@ -15,9 +15,13 @@ not used for those tests:
   ids and ``pytest.mark.asyncio(loop_factories=[...])`` selections stay the
   project's; where that hook returns None (or there is none), the listed loops
   are used, with ``ctxloop-`` ids.
+* pytest-asyncio before 1.4: the policy a project's own ``event_loop_policy``
+  fixture returns is wrapped (``ctxloop.EventLoopPolicy(<the project's policy>)``).
 * anyio: a ``loop_factory`` (or ``use_uvloop=True``) in the ``anyio_backend``
-  options is wrapped, the other options kept. The test runs once, under the
-  first listed loop's id, and is skipped, with a reason, under the others.
+  options is wrapped, the other options kept.
+
+Those last two run once, under the first listed loop's id, and are skipped,
+with a reason, under the others.
 
 How the loops reach each framework depends on its version (decided once, below):
 
@@ -42,6 +46,7 @@ A loop that is not installed (``uvloop`` on PyPy) or an unknown name is a
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import importlib
@@ -62,8 +67,10 @@ LoopFactory = Callable[[], Any]
 
 _ID_PREFIX = "ctxloop-"
 _MISSING = object()
-# The private fixture that parametrizes anyio's ``anyio_backend`` per loop.
+# The private fixtures that parametrize anyio's ``anyio_backend``, and a
+# project's own ``event_loop_policy`` (pytest-asyncio before 1.4), per loop.
 _ANYIO_LOOP = "_ctxloop_anyio_loop"
+_POLICY_LOOP = "_ctxloop_policy_loop"
 
 
 class _ProjectLoops:
@@ -183,7 +190,8 @@ def pytest_configure(config: pytest.Config) -> None:
             plugins.append(_RunnerReplacement())
     if config.pluginmanager.has_plugin("anyio"):
         plugins.append(_AnyioBackends(names, factories, project_loops))
-        plugins.append(_anyio_loop_fixture(names[0]))
+    if plugins:
+        plugins.append(_loop_name_fixtures(names[0]))
     if not plugins:
         config.issue_config_time_warning(
             pytest.PytestConfigWarning(
@@ -286,18 +294,35 @@ class _PolicyParametrization:
                     loop.set_task_factory(plugin._task_factory)
                 return loop
 
+        self._names = names
         self._ids = [_ID_PREFIX + name for name in names]
+        self._policy_class = _Policy
         self._policies = [_Policy(name) for name in names]
+        # The project's policy -> a ctxloop policy on it, made once (see _ProjectLoops).
+        self._wrapped: Dict[int, Tuple[Any, Any]] = {}
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
-        if _is_pytest_asyncio_test(metafunc):
-            metafunc.parametrize(
-                "event_loop_policy",
-                self._policies,
-                ids=self._ids,
-                scope=_loop_scope(metafunc),  # type: ignore[arg-type]
-            )
+        if not _is_pytest_asyncio_test(metafunc):
+            return
+        fixturedefs = metafunc._arg2fixturedefs.get("event_loop_policy")
+        if fixturedefs and not _defined_by_pytest_asyncio(fixturedefs[-1].func):
+            # The project's own event_loop_policy fixture chooses the loop.
+            _parametrize_by_loop(metafunc, fixturedefs[-1], _POLICY_LOOP, self._names)
+            return
+        metafunc.parametrize(
+            "event_loop_policy",
+            self._policies,
+            ids=self._ids,
+            scope=_loop_scope(metafunc),  # type: ignore[arg-type]
+        )
+
+    def _wrap_policy(self, policy: Any, name: str) -> Any:
+        _run_once(self._names, name, "the event_loop_policy fixture chooses the loop (a ctxloop loop is built on it)")
+        known = self._wrapped.get(id(policy))
+        if known is None or known[0] is not policy:
+            known = self._wrapped[id(policy)] = (policy, self._policy_class(policy))
+        return known[1]
 
     def _task_factory(self, loop: Any, coro: Any, **kwargs: Any) -> Any:
         from ._factory import task_factory
@@ -314,6 +339,9 @@ class _PolicyParametrization:
     def pytest_fixture_setup(
         self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
     ) -> Generator[None, Any, Any]:
+        if fixturedef.argname == "event_loop_policy" and _POLICY_LOOP in fixturedef.argnames:
+            with _transformed(fixturedef, request, _POLICY_LOOP, self._wrap_policy):
+                return (yield)
         if not (self._fixture_context and _synchronized_by_pytest_asyncio(fixturedef.func)):
             return (yield)
         context = contextvars.copy_context()
@@ -338,6 +366,11 @@ class _PolicyParametrization:
         undo.extend(_apply_changes(context))
         fixturedef.addfinalizer(arm)
         return result
+
+
+def _defined_by_pytest_asyncio(func: Any) -> bool:
+    """Whether the fixture function *func* is pytest-asyncio's own (not a project's override)."""
+    return str(getattr(inspect.unwrap(func), "__module__", "")).startswith("pytest_asyncio")
 
 
 def _synchronized_by_pytest_asyncio(func: Any) -> bool:
@@ -376,17 +409,68 @@ class _RunnerReplacement:
             self._module.Runner = self._saved
 
 
-def _anyio_loop_fixture(default: str) -> types.ModuleType:
-    """A plugin holding the private fixture that ``_AnyioBackends`` parametrizes with the loop names."""
+def _loop_name_fixtures(default: str) -> types.ModuleType:
+    """A plugin holding the private fixtures that carry the loop names into a project's own fixture."""
 
-    @pytest.fixture(scope="session", name=_ANYIO_LOOP)
-    def anyio_loop(request: pytest.FixtureRequest) -> str:
-        # Unparametrized only for an item anyio builds after collection.
+    def loop_name(request: pytest.FixtureRequest) -> str:
+        # Unparametrized only for an item built after collection (anyio does that).
         return str(getattr(request, "param", default))
 
-    holder = types.ModuleType(f"{__name__}._anyio")
-    holder.anyio_loop = anyio_loop  # type: ignore[attr-defined]
+    holder = types.ModuleType(f"{__name__}._loop_names")
+    for name in (_ANYIO_LOOP, _POLICY_LOOP):
+        setattr(holder, name, pytest.fixture(scope="session", name=name)(loop_name))
     return holder
+
+
+def _parametrize_by_loop(metafunc: pytest.Metafunc, fixturedef: Any, private: str, names: List[str]) -> None:
+    """Make *fixturedef* (a fixture of the test's) depend on *private*, parametrized with the loop names."""
+    if private not in fixturedef.argnames:
+        fixturedef.argnames += (private,)  # argnames is Final in pytest's typing, not at run time
+    metafunc.fixturenames.append(private)
+    metafunc.parametrize(
+        private,
+        names,
+        ids=[_ID_PREFIX + name for name in names],
+        indirect=True,
+        scope=fixturedef.scope,
+    )
+
+
+@contextlib.contextmanager
+def _transformed(
+    fixturedef: Any, request: pytest.FixtureRequest, private: str, transform: Callable[[Any, str], Any]
+) -> Generator[None, None, None]:
+    """While set up, *fixturedef* gives ``transform(value, loop name)`` instead of its value."""
+    from _pytest.fixtures import resolve_fixture_function
+
+    target: Any = resolve_fixture_function(fixturedef, request)
+    original = fixturedef.func  # func is Final in pytest's typing; pytest-asyncio and anyio swap it too
+
+    if inspect.isgeneratorfunction(target):
+
+        def transformed(**kwargs: Any) -> Any:
+            name = kwargs.pop(private)
+            values = target(**kwargs)
+            yield transform(next(values), name)
+            yield from values
+
+    else:
+
+        def transformed(**kwargs: Any) -> Any:
+            name = kwargs.pop(private)
+            return transform(target(**kwargs), name)
+
+    fixturedef.func = transformed
+    try:
+        yield
+    finally:
+        fixturedef.func = original
+
+
+def _run_once(names: List[str], name: str, why: str) -> None:
+    """Skip the run for *name* unless it is the first listed loop's."""
+    if name != names[0]:
+        pytest.skip(f"ctxloop: {why}; it runs once, as [{_ID_PREFIX}{names[0]}]")
 
 
 class _AnyioBackends:
@@ -415,17 +499,7 @@ class _AnyioBackends:
         fixturedefs = metafunc._arg2fixturedefs.get("anyio_backend")
         if not fixturedefs:
             return  # no anyio_backend fixture at all (anyio's plugin is not active)
-        fixturedef: Any = fixturedefs[-1]  # argnames is Final in pytest's typing, not at run time
-        if _ANYIO_LOOP not in fixturedef.argnames:
-            fixturedef.argnames += (_ANYIO_LOOP,)
-        metafunc.fixturenames.append(_ANYIO_LOOP)
-        metafunc.parametrize(
-            _ANYIO_LOOP,
-            self._names,
-            ids=[_ID_PREFIX + name for name in self._names],
-            indirect=True,
-            scope=fixturedef.scope,  # type: ignore[arg-type]
-        )
+        _parametrize_by_loop(metafunc, fixturedefs[-1], _ANYIO_LOOP, self._names)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_fixture_setup(
@@ -433,32 +507,8 @@ class _AnyioBackends:
     ) -> Generator[None, Any, Any]:
         if fixturedef.argname != "anyio_backend" or _ANYIO_LOOP not in fixturedef.argnames:
             return (yield)
-        from _pytest.fixtures import resolve_fixture_function
-
-        target: Any = resolve_fixture_function(fixturedef, request)
-        definition: Any = fixturedef  # func is Final in pytest's typing; pytest-asyncio and anyio swap it too
-        original = definition.func
-        with_loop = self._with_loop
-
-        if inspect.isgeneratorfunction(target):
-
-            def backend(**kwargs: Any) -> Any:
-                name = kwargs.pop(_ANYIO_LOOP)
-                values = target(**kwargs)
-                yield with_loop(next(values), name)
-                yield from values
-
-        else:
-
-            def backend(**kwargs: Any) -> Any:
-                name = kwargs.pop(_ANYIO_LOOP)
-                return with_loop(target(**kwargs), name)
-
-        definition.func = backend
-        try:
+        with _transformed(fixturedef, request, _ANYIO_LOOP, self._with_loop):
             return (yield)
-        finally:
-            definition.func = original
 
     def _with_loop(self, backend: Any, name: str) -> Any:
         options: Dict[str, Any]
@@ -469,17 +519,12 @@ class _AnyioBackends:
         else:
             return backend  # anyio reports what it does not understand
         if backend_name != "asyncio":
-            self._run_once(name, f"anyio backend {backend_name!r} has no asyncio loop")
+            _run_once(self._names, name, f"anyio backend {backend_name!r} has no asyncio loop")
             return backend
         chosen = options.get("loop_factory")
         if chosen is None and options.get("use_uvloop") and sys.platform != "win32":
             chosen = import_uvloop().new_event_loop  # what anyio picks
         if chosen is None:
             return ("asyncio", {**options, "loop_factory": self._factories[_ID_PREFIX + name]})
-        self._run_once(name, "the anyio_backend options choose the loop (a ctxloop loop is built on it)")
+        _run_once(self._names, name, "the anyio_backend options choose the loop (a ctxloop loop is built on it)")
         return ("asyncio", {**options, "loop_factory": self._project_loops.wrap(chosen)})
-
-    def _run_once(self, name: str, why: str) -> None:
-        """Skip the run for *name* unless it is the first listed loop's."""
-        if name != self._names[0]:
-            pytest.skip(f"ctxloop: {why}; it runs once, as [{_ID_PREFIX}{self._names[0]}]")

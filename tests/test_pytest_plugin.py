@@ -540,6 +540,60 @@ def test_project_loop_factories_are_wrapped_keeping_their_ids(inner: pytest.Pyte
     )
 
 
+PROJECT_POLICY_CONFTEST = """
+import asyncio
+
+import pytest
+
+from project_loops import project_loop
+
+
+class ProjectPolicy(asyncio.DefaultEventLoopPolicy):
+    def new_event_loop(self):
+        return project_loop()
+
+
+@pytest.fixture(scope="session")
+def event_loop_policy():
+    return ProjectPolicy()
+"""
+
+PROJECT_POLICY_TESTS = """
+import pytest
+
+from project_loops import probe
+
+
+@pytest.mark.asyncio
+async def test_project_policy(request):
+    await probe(request)
+"""
+
+
+@pytest.mark.skipif(
+    PYTEST_ASYNCIO >= (1, 4),
+    reason="pytest-asyncio 1.4+ chooses loops with a hook (overriding event_loop_policy is deprecated)",
+)
+@pytest.mark.timeout(2 * INNER_TIMEOUT)
+def test_project_event_loop_policy_is_wrapped(inner: pytest.Pytester) -> None:
+    inner.makepyfile(project_loops=PROJECT_LOOPS, test_policy=PROJECT_POLICY_TESTS)
+    inner.makeconftest(PROJECT_POLICY_CONFTEST)
+    plain = run(inner, "-v")
+    plain.assert_outcomes(passed=1)
+    assert probes(inner) == [("test_project_policy", "ProjectLoop", "True", "False")]
+    # The project's policy runs once, under the first listed loop's id, its loops made ctxloop loops.
+    result = run(inner, "-v", "-rs", f"--ctxloop={ALL_LOOPS}")
+    result.assert_outcomes(passed=1, skipped=len(LOOPS) - 1)
+    assert probes(inner) == [("test_project_policy[ctxloop-asyncio]", "ProjectLoop", "True", "True")]
+    if len(LOOPS) > 1:
+        result.stdout.fnmatch_lines(
+            [
+                "SKIPPED * ctxloop: the event_loop_policy fixture chooses the loop (a ctxloop loop is built on it); "
+                "it runs once, as [[]ctxloop-asyncio[]]"
+            ]
+        )
+
+
 ANYIO_PROJECT_TESTS = """
 import pytest
 
