@@ -38,6 +38,7 @@ import glob
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -126,10 +127,10 @@ def find_python(version: str) -> str:
 
 
 def command(argv: List[str], *, cwd: Optional[Path] = None, quiet: bool = True) -> None:
-    print("  $", " ".join(argv), flush=True)
+    print("  $", shlex.join(argv), flush=True)
     done = subprocess.run(argv, cwd=cwd, capture_output=quiet, text=True, check=False)
     if done.returncode:
-        raise RuntimeError(f"command failed ({done.returncode}): {' '.join(argv)}\n{done.stdout}{done.stderr}")
+        raise RuntimeError(f"command failed ({done.returncode}): {shlex.join(argv)}\n{done.stdout}{done.stderr}")
 
 
 class Venv:
@@ -237,7 +238,7 @@ def run_suite(  # noqa: PLR0917
     env = dict(os.environ, **run.env)
     env.pop("PYTEST_ADDOPTS", None)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(helpers), env.get("PYTHONPATH")]))
-    print(f"  $ (cd {source} && {' '.join(argv)})", flush=True)
+    print(f"  $ (cd {source} && {shlex.join(argv)})", flush=True)
     started = time.monotonic()
     with log.open("w") as output:
         process = subprocess.Popen(
@@ -293,7 +294,7 @@ def check_suite(options: argparse.Namespace, workdir: Path, version: str, name: 
             "suite": name,
             "version": version_of(source),
             "run": run.name,
-            "pytest arguments": " ".join(suite.args + run.args),
+            "pytest arguments": shlex.join(suite.args + run.args),
             "counts": counts(results[run.name]),
             "seconds": round(elapsed),
         }
