@@ -15,13 +15,16 @@ not used for those tests:
   ids and ``pytest.mark.asyncio(loop_factories=[...])`` selections stay the
   project's; where that hook returns None (or there is none), the listed loops
   are used, with ``ctxloop-`` ids.
-* pytest-asyncio before 1.4: the policy a project's own ``event_loop_policy``
-  fixture returns is wrapped (``ctxloop.EventLoopPolicy(<the project's policy>)``).
+* a project's own ``event_loop_policy`` fixture (deprecated from
+  pytest-asyncio 1.4 on): the loops of the policy it returns are made ctxloop
+  loops (before 1.4: ``ctxloop.EventLoopPolicy(<the project's policy>)``; from
+  1.4 on, with no hook answer, one loop factory built on that policy, so one
+  run with no id).
 * anyio: a ``loop_factory`` (or ``use_uvloop=True``) in the ``anyio_backend``
   options is wrapped, the other options kept.
 
-Those last two run once, under the first listed loop's id, and are skipped,
-with a reason, under the others.
+Those last two, where the loop names are ctxloop's parameter, run once, under
+the first listed loop's id, and are skipped, with a reason, under the others.
 
 How the loops reach each framework depends on its version (decided once, below):
 
@@ -58,7 +61,7 @@ from typing import Any, Callable, Dict, Generator, List, Mapping, Optional, Tupl
 
 import pytest
 
-from ._loop import import_uvloop, loop_factory
+from ._loop import enable, import_uvloop, loop_factory
 from ._runner import Runner
 
 __all__ = ["pytest_addoption", "pytest_configure"]
@@ -222,12 +225,16 @@ class _LoopFactoriesHook:
     pytest-asyncio takes the first answer that is not None. The project's
     answer (a mapping of ids to loop factories) comes back with each factory
     made a ctxloop loop factory built on it, under the project's own id; with
-    no answer, the listed loops.
+    no answer, the listed loops, unless the test has the project's own
+    (deprecated) ``event_loop_policy`` fixture: then one ctxloop loop factory
+    built on the loops of the policy in force, which pytest-asyncio sets from
+    that fixture while it makes the loop.
     """
 
     def __init__(self, factories: Dict[str, LoopFactory], project_loops: _ProjectLoops) -> None:
         self._factories = factories
         self._project_loops = project_loops
+        self._on_project_policy = {next(iter(factories)): _loop_of_the_policy_in_force}
 
     @pytest.hookimpl(wrapper=True)
     def pytest_asyncio_loop_factories(
@@ -235,10 +242,21 @@ class _LoopFactoriesHook:
     ) -> Generator[None, Optional[Mapping[str, LoopFactory]], Optional[Mapping[str, LoopFactory]]]:
         chosen = yield
         if chosen is None:
+            fixtureinfo: Any = getattr(item, "_fixtureinfo", None)
+            policies = fixtureinfo.name2fixturedefs.get("event_loop_policy") if fixtureinfo else None
+            if policies and not _defined_by_pytest_asyncio(policies[-1].func):
+                return self._on_project_policy
             return self._factories
         if not isinstance(chosen, Mapping):
             return chosen  # pytest-asyncio reports what it does not understand
         return {name: self._project_loops.wrap(factory) for name, factory in chosen.items()}
+
+
+def _loop_of_the_policy_in_force() -> Any:
+    """A ctxloop loop built on a new loop of the event loop policy in force."""
+    from ._policy import current_policy  # no deprecation warning on 3.14+
+
+    return enable(current_policy().new_event_loop())
 
 
 def _is_pytest_asyncio_test(metafunc: pytest.Metafunc) -> bool:
