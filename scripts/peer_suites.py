@@ -18,9 +18,13 @@ For each Python, in a temporary directory (or ``--workdir``, kept and reused):
      asyncio+eager on 3.12+, trio), then ``--ctxloop=asyncio``: ctxloop's
      plugin gives the asyncio parameter a ctxloop loop and wraps the
      ``loop_factory`` of the uvloop and eager ones (trio runs as it is);
-   * pytest-asyncio: plain (asyncio's loop), plain uvloop (a plugin answering
-     ``pytest_asyncio_loop_factories`` with ``uvloop.new_event_loop``), then
-     ``--ctxloop=asyncio`` and ``--ctxloop=uvloop``.
+   * pytest-asyncio: plain (asyncio's loop), then ``--ctxloop=asyncio``. Most
+     of its tests run pytest sessions of their own (pytester), which an option
+     on the command line does not reach: the ``-everywhere`` runs give every
+     session the option, through a plugin named in ``PYTEST_PLUGINS``
+     (``--ctxloop=asyncio``, compared with plain; ``--ctxloop=uvloop``,
+     compared with plain uvloop everywhere: a plugin answering
+     ``pytest_asyncio_loop_factories`` with ``uvloop.new_event_loop``).
 
 It prints the counts of each run and, for each ctxloop run, the tests that
 pass on the plain loop but fail (or error) on the ctxloop loop. Exit status:
@@ -55,15 +59,35 @@ import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# A plugin making every pytest-asyncio test (that no conftest.py gives loops) run on plain uvloop.
-PLAIN_UVLOOP_PLUGIN = '''\
-"""pytest-asyncio's loops, on uvloop without ctxloop (-p peer_plain_uvloop)."""
+# Plugins the runs load through PYTEST_PLUGINS, which reaches every pytest
+# session of the run, pytester's inner ones (in-process or not) included.
+HELPERS = {
+    "peer_plain_uvloop.py": '''\
+"""pytest-asyncio's loops on uvloop, without ctxloop, where no conftest.py chooses them."""
 import uvloop
 
 
 def pytest_asyncio_loop_factories(config, item):
     return {"uvloop": uvloop.new_event_loop}
-'''
+''',
+    "peer_every_session.py": '''\
+"""Adds the options in PEER_ARGS to every pytest session."""
+import os
+import shlex
+
+import pytest
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config, parser, args):
+    args[:] = [*args, *shlex.split(os.environ.get("PEER_ARGS", ""))]
+''',
+}
+
+
+def everywhere(args: str) -> Dict[str, str]:
+    """The environment giving every session of a run (inner ones included) these pytest options."""
+    return {"PYTEST_PLUGINS": "peer_every_session", "PEER_ARGS": args}
 
 
 @dataclass
@@ -98,11 +122,19 @@ SUITES = {
         extras=["testing"],
         groups=["test"],
         args=[],
+        # Most of its tests run pytest sessions of their own (pytester): the
+        # -everywhere runs give those the loops too, the others only the outer session.
         runs=[
             Run("plain", []),
-            Run("plain-uvloop", ["-p", "peer_plain_uvloop"]),
             Run("ctxloop-asyncio", ["--ctxloop=asyncio"], reference="plain"),
-            Run("ctxloop-uvloop", ["--ctxloop=uvloop"], reference="plain-uvloop"),
+            Run("ctxloop-asyncio-everywhere", [], reference="plain", env=everywhere("--ctxloop=asyncio")),
+            Run("plain-uvloop-everywhere", [], env={"PYTEST_PLUGINS": "peer_plain_uvloop"}),
+            Run(
+                "ctxloop-uvloop-everywhere",
+                [],
+                reference="plain-uvloop-everywhere",
+                env=everywhere("--ctxloop=uvloop"),
+            ),
         ],
     ),
 }
@@ -238,7 +270,8 @@ def run_suite(  # noqa: PLR0917
     env = dict(os.environ, **run.env)
     env.pop("PYTEST_ADDOPTS", None)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(helpers), env.get("PYTHONPATH")]))
-    print(f"  $ (cd {source} && {shlex.join(argv)})", flush=True)
+    variables = " ".join(f"{name}={shlex.quote(value)}" for name, value in run.env.items())
+    print(f"  $ (cd {source} && {variables + ' ' if variables else ''}{shlex.join(argv)})", flush=True)
     started = time.monotonic()
     with log.open("w") as output:
         process = subprocess.Popen(
@@ -295,6 +328,7 @@ def check_suite(options: argparse.Namespace, workdir: Path, version: str, name: 
             "version": version_of(source),
             "run": run.name,
             "pytest arguments": shlex.join(suite.args + run.args),
+            "environment": run.env,
             "counts": counts(results[run.name]),
             "seconds": round(elapsed),
         }
@@ -329,7 +363,8 @@ def main() -> int:
     options = parser.parse_args()
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix="peer-suites-"))
     (workdir / "helpers").mkdir(parents=True, exist_ok=True)
-    (workdir / "helpers" / "peer_plain_uvloop.py").write_text(PLAIN_UVLOOP_PLUGIN)
+    for filename, text in HELPERS.items():
+        (workdir / "helpers" / filename).write_text(text)
     report: List[Dict[str, object]] = []
     status = 0
     try:
