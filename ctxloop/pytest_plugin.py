@@ -224,8 +224,9 @@ class _LoopFactoriesHook:
 
     pytest-asyncio takes the first answer that is not None. The project's
     answer (a mapping of ids to loop factories) comes back with each factory
-    made a ctxloop loop factory built on it, under the project's own id; with
-    no answer, the listed loops, unless the test has the project's own
+    made a ctxloop loop factory built on it, under the project's own id. With
+    no implementation of the project's (an implementation answering None is
+    the project's error, which pytest-asyncio reports), the listed loops, unless the test has the project's own
     (deprecated) ``event_loop_policy`` fixture: then one ctxloop loop factory
     built on the loops of the policy in force, which pytest-asyncio sets from
     that fixture while it makes the loop.
@@ -242,6 +243,9 @@ class _LoopFactoriesHook:
     ) -> Generator[None, Optional[Mapping[str, LoopFactory]], Optional[Mapping[str, LoopFactory]]]:
         chosen = yield
         if chosen is None:
+            hook: Any = item.ihook.pytest_asyncio_loop_factories  # the implementations pytest-asyncio asked
+            if any(impl.plugin is not self for impl in hook.get_hookimpls()):
+                return None  # the project's hooks all answered None: pytest-asyncio reports it
             fixtureinfo: Any = getattr(item, "_fixtureinfo", None)
             policies = fixtureinfo.name2fixturedefs.get("event_loop_policy") if fixtureinfo else None
             if policies and not _defined_by_pytest_asyncio(policies[-1].func):

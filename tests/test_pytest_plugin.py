@@ -540,6 +540,21 @@ def test_project_loop_factories_are_wrapped_keeping_their_ids(inner: pytest.Pyte
     )
 
 
+@pytest.mark.skipif(
+    PYTEST_ASYNCIO < (1, 4), reason="the pytest_asyncio_loop_factories hook exists from pytest-asyncio 1.4 on"
+)
+@pytest.mark.timeout(2 * INNER_TIMEOUT)
+def test_project_hook_answering_none_is_still_an_error(inner: pytest.Pytester) -> None:
+    inner.makeconftest("def pytest_asyncio_loop_factories(config, item):\n    return None\n")
+    inner.makepyfile(test_probe=LOOP_PROBE)
+    for args in ([], [f"--ctxloop={ALL_LOOPS}"]):
+        result = run(inner, *args)
+        assert result.ret == pytest.ExitCode.INTERRUPTED  # a collection error
+        result.stdout.fnmatch_lines(
+            ["E   pytest.UsageError: pytest_asyncio_loop_factories must return a non-empty mapping of factory names*"]
+        )
+
+
 DEPRECATION_IGNORED = "filterwarnings =\n    error\n    ignore::pytest.PytestDeprecationWarning"
 
 PROJECT_POLICY_CONFTEST = """
