@@ -81,7 +81,10 @@ class _ProjectLoops:
 
     The same project factory always gives the same ctxloop factory: pytest
     caches a parametrized fixture by its value, so a loop of module scope is
-    shared by the module's tests only if each test gets the same factory.
+    shared by the module's tests only if each test gets the same factory. It
+    carries the project factory's name, module and docstring, and
+    ``__wrapped__`` is the project's factory: code that recognises a loop
+    factory by those (a test that expects uvloop's bugs, say) still does.
     """
 
     def __init__(self) -> None:
@@ -92,7 +95,13 @@ class _ProjectLoops:
             return factory  # the framework reports what it does not understand
         known = self._wrapped.get(id(factory))
         if known is None or known[0] is not factory:
-            known = (factory, loop_factory(factory))
+            make = loop_factory(factory)
+
+            def wrapped() -> Any:
+                return make()
+
+            functools.update_wrapper(wrapped, factory, updated=())
+            known = (factory, wrapped)
             self._wrapped[id(factory)] = known  # keeps the project's factory alive, so its id stays its own
         return known[1]
 

@@ -637,6 +637,10 @@ async def test_backend(request, anyio_backend, anyio_backend_options):
         import asyncio
 
         assert asyncio.get_running_loop().get_debug()  # the project's other options are kept
+        # The ctxloop factory reads as the project's (for code that recognises it).
+        factory = anyio_backend_options["loop_factory"]
+        assert (factory.__name__, factory.__module__) == ("project_loop", "project_loops")
+        assert getattr(factory, "__wrapped__", factory) is project_loop
 """
 
 
