@@ -260,7 +260,15 @@ def outcomes(junit: Path) -> Dict[str, str]:
 
 
 def run_suite(  # noqa: PLR0917
-    venv: Venv, source: Path, suite: Suite, run: Run, out: Path, helpers: Path, per_test: int, whole: int
+    venv: Venv,
+    source: Path,
+    suite: Suite,
+    run: Run,
+    out: Path,
+    helpers: Path,
+    per_test: int,
+    whole: int,
+    reuse: bool = False,
 ) -> Tuple[Dict[str, str], float, str]:
     """Run the suite once; its outcomes, its duration, and pytest's last line."""
     junit = out / f"{run.name}.xml"
@@ -272,6 +280,10 @@ def run_suite(  # noqa: PLR0917
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(helpers), env.get("PYTHONPATH")]))
     variables = " ".join(f"{name}={shlex.quote(value)}" for name, value in run.env.items())
     print(f"  $ (cd {source} && {variables + ' ' if variables else ''}{shlex.join(argv)})", flush=True)
+    if reuse and junit.exists():
+        print(f"    (reusing {junit})", flush=True)
+        return outcomes(junit), 0.0, "reused"
+    junit.unlink(missing_ok=True)
     started = time.monotonic()
     with log.open("w") as output:
         process = subprocess.Popen(
@@ -315,7 +327,15 @@ def check_suite(options: argparse.Namespace, workdir: Path, version: str, name: 
         if options.run and run.name not in options.run:
             continue
         results[run.name], elapsed, last = run_suite(
-            venv, source, suite, run, out, workdir / "helpers", options.timeout, options.run_timeout
+            venv,
+            source,
+            suite,
+            run,
+            out,
+            workdir / "helpers",
+            options.timeout,
+            options.run_timeout,
+            run.name in options.reuse,
         )
         print(
             f"  {name} {version_of(source)} on {version}, {run.name}: {counts(results[run.name])} "
@@ -360,6 +380,9 @@ def main() -> int:
     parser.add_argument("--timeout", type=int, default=60, help="per test, seconds (default 60)")
     parser.add_argument("--run-timeout", type=int, default=1800, help="per suite run, seconds (default 1800)")
     parser.add_argument("--json", type=Path, help="write the counts and divergences here")
+    parser.add_argument(
+        "--reuse", action="append", default=[], help="read this run's results from --workdir if there; repeatable"
+    )
     options = parser.parse_args()
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix="peer-suites-"))
     (workdir / "helpers").mkdir(parents=True, exist_ok=True)
