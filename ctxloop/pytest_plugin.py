@@ -13,8 +13,9 @@ not used for those tests:
 * pytest-asyncio 1.4+: the factories the project's own
   ``pytest_asyncio_loop_factories`` hook returns keep their names, so the test
   ids and ``pytest.mark.asyncio(loop_factories=[...])`` selections stay the
-  project's; where that hook returns None (or there is none), the listed loops
-  are used, with ``ctxloop-`` ids.
+  project's; for the tests no implementation of the project's applies to (a
+  conftest.py elsewhere, or none), the listed loops, with ``ctxloop-`` ids. An
+  implementation that answers None stays the error pytest-asyncio reports.
 * a project's own ``event_loop_policy`` fixture (deprecated from
   pytest-asyncio 1.4 on): the loops of the policy it returns are made ctxloop
   loops (before 1.4: ``ctxloop.EventLoopPolicy(<the project's policy>)``; from
@@ -234,11 +235,11 @@ class _LoopFactoriesHook:
     pytest-asyncio takes the first answer that is not None. The project's
     answer (a mapping of ids to loop factories) comes back with each factory
     made a ctxloop loop factory built on it, under the project's own id. With
-    no implementation of the project's (an implementation answering None is
-    the project's error, which pytest-asyncio reports), the listed loops, unless the test has the project's own
-    (deprecated) ``event_loop_policy`` fixture: then one ctxloop loop factory
-    built on the loops of the policy in force, which pytest-asyncio sets from
-    that fixture while it makes the loop.
+    no implementation of the project's, the listed loops, unless the test has
+    the project's own (deprecated) ``event_loop_policy`` fixture: then one
+    ctxloop loop factory built on the loops of the policy in force, which
+    pytest-asyncio sets from that fixture while it makes the loop. Project
+    implementations that all answer None get None: pytest-asyncio's error.
     """
 
     def __init__(self, factories: Dict[str, LoopFactory], project_loops: _ProjectLoops) -> None:
