@@ -555,7 +555,11 @@ def test_project_hook_answering_none_is_still_an_error(inner: pytest.Pytester) -
         )
 
 
-DEPRECATION_IGNORED = "filterwarnings =\n    error\n    ignore::pytest.PytestDeprecationWarning"
+# Overriding event_loop_policy is deprecated from pytest-asyncio 1.4 on, and
+# policies themselves from Python 3.14 on.
+DEPRECATION_IGNORED = (
+    "filterwarnings =\n    error\n    ignore::pytest.PytestDeprecationWarning\n    ignore::DeprecationWarning"
+)
 
 PROJECT_POLICY_CONFTEST = """
 import asyncio
@@ -589,7 +593,7 @@ async def test_project_policy(request):
 
 @pytest.mark.timeout(2 * INNER_TIMEOUT)
 def test_project_event_loop_policy_is_wrapped(inner: pytest.Pytester) -> None:
-    if PYTEST_ASYNCIO >= (1, 4):  # where overriding event_loop_policy is deprecated
+    if PYTEST_ASYNCIO >= (1, 4) or sys.version_info >= (3, 14):
         inner.makeini(INI.replace("filterwarnings = error", DEPRECATION_IGNORED))
     inner.makepyfile(project_loops=PROJECT_LOOPS, test_policy=PROJECT_POLICY_TESTS)
     inner.makeconftest(PROJECT_POLICY_CONFTEST)
