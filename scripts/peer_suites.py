@@ -63,12 +63,18 @@ ROOT = Path(__file__).resolve().parent.parent
 # session of the run, pytester's inner ones (in-process or not) included.
 HELPERS = {
     "peer_plain_uvloop.py": '''\
-"""pytest-asyncio's loops on uvloop, without ctxloop, where no conftest.py chooses them."""
+"""pytest-asyncio's loops on uvloop, without ctxloop, for the tests no hook of the project's applies to."""
+import pytest
 import uvloop
 
 
+@pytest.hookimpl(wrapper=True)
 def pytest_asyncio_loop_factories(config, item):
-    return {"uvloop": uvloop.new_event_loop}
+    chosen = yield
+    impls = item.ihook.pytest_asyncio_loop_factories.get_hookimpls()
+    if chosen is None and all(impl.function is pytest_asyncio_loop_factories for impl in impls):
+        return {"uvloop": uvloop.new_event_loop}
+    return chosen
 ''',
     "peer_every_session.py": '''\
 """Adds the options in PEER_ARGS to every pytest session."""
