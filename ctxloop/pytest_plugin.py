@@ -6,10 +6,33 @@ backend, once per listed loop, each on a ctxloop loop
 (``ctxloop.loop_factory(name)``), with ids like ``[ctxloop-uvloop]``. Without
 the option and the ini value, the plugin only registers them.
 
+Loops the project chose itself are kept, each made a ctxloop loop
+(``ctxloop.loop_factory(<the project's factory>)``), and the listed names are
+not used for those tests:
+
+* pytest-asyncio 1.4+: the factories the project's own
+  ``pytest_asyncio_loop_factories`` hook returns keep their names, so the test
+  ids and ``pytest.mark.asyncio(loop_factories=[...])`` selections stay the
+  project's; for the tests no implementation of the project's applies to (a
+  conftest.py elsewhere, or none), the listed loops, with ``ctxloop-`` ids. An
+  implementation that answers None stays the error pytest-asyncio reports.
+* a project's own ``event_loop_policy`` fixture (deprecated from
+  pytest-asyncio 1.4 on): the loops of the policy it returns are made ctxloop
+  loops (before 1.4: ``ctxloop.EventLoopPolicy(<the project's policy>)``; from
+  1.4 on, with no hook answer, one loop factory built on that policy, so one
+  run with no id).
+* anyio: a ``loop_factory`` (or ``use_uvloop=True``) in the ``anyio_backend``
+  options is wrapped, the other options kept.
+
+Those last two, where the loop names are ctxloop's parameter, run once, under
+the first listed loop's id, and are skipped, with a reason, under the others.
+
 How the loops reach each framework depends on its version (decided once, below):
 
-* pytest-asyncio 1.4+: the ``pytest_asyncio_loop_factories`` hook (so
-  ``pytest.mark.asyncio(loop_factories=["ctxloop-uvloop"])`` picks one).
+* pytest-asyncio 1.4+: a wrapper of its ``pytest_asyncio_loop_factories`` hook,
+  which sees what the project's implementations answer (so
+  ``pytest.mark.asyncio(loop_factories=["ctxloop-uvloop"])`` picks one of the
+  listed loops).
 * pytest-asyncio 1.0-1.3: the ``event_loop_policy`` fixture, parametrized with a
   ``ctxloop.EventLoopPolicy`` per loop.
 * pytest-asyncio before 1.0 (0.24 on Python 3.8): the same, and async fixtures
@@ -27,6 +50,7 @@ A loop that is not installed (``uvloop`` on PyPy) or an unknown name is a
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import importlib
@@ -34,11 +58,11 @@ import importlib.metadata
 import inspect
 import sys
 import types
-from typing import Any, Callable, Dict, Generator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Generator, List, Mapping, Optional, Tuple
 
 import pytest
 
-from ._loop import loop_factory
+from ._loop import enable, import_uvloop, loop_factory
 from ._runner import Runner
 
 __all__ = ["pytest_addoption", "pytest_configure"]
@@ -47,8 +71,40 @@ LoopFactory = Callable[[], Any]
 
 _ID_PREFIX = "ctxloop-"
 _MISSING = object()
-# The private fixture that parametrizes anyio's ``anyio_backend`` per loop.
+# The private fixtures that parametrize anyio's ``anyio_backend``, and a
+# project's own ``event_loop_policy`` (pytest-asyncio before 1.4), per loop.
 _ANYIO_LOOP = "_ctxloop_anyio_loop"
+_POLICY_LOOP = "_ctxloop_policy_loop"
+
+
+class _ProjectLoops:
+    """Turns a loop factory the project chose into a ctxloop loop factory built on it.
+
+    The same project factory always gives the same ctxloop factory: pytest
+    caches a parametrized fixture by its value, so a loop of module scope is
+    shared by the module's tests only if each test gets the same factory. It
+    carries the project factory's name, module and docstring, and
+    ``__wrapped__`` is the project's factory: code that recognises a loop
+    factory by those (a test that expects uvloop's bugs, say) still does.
+    """
+
+    def __init__(self) -> None:
+        self._wrapped: Dict[int, Tuple[LoopFactory, LoopFactory]] = {}
+
+    def wrap(self, factory: Any) -> Any:
+        if not callable(factory):
+            return factory  # the framework reports what it does not understand
+        known = self._wrapped.get(id(factory))
+        if known is None or known[0] is not factory:
+            make = loop_factory(factory)
+
+            def wrapped() -> Any:
+                return make()
+
+            functools.update_wrapper(wrapped, factory, updated=())
+            known = (factory, wrapped)
+            self._wrapped[id(factory)] = known  # keeps the project's factory alive, so its id stays its own
+        return known[1]
 
 
 def _distribution_version(name: str) -> Tuple[int, ...]:
@@ -136,17 +192,19 @@ def pytest_configure(config: pytest.Config) -> None:
     if not names:
         return
     factories = _factories(source, names)
+    project_loops = _ProjectLoops()
     plugins: List[object] = []
     if config.pluginmanager.has_plugin("asyncio"):
         if _ASYNCIO_ROUTE == "loop-factories-hook":
-            plugins.append(_LoopFactoriesHook(factories))
+            plugins.append(_LoopFactoriesHook(factories, project_loops))
         else:
             plugins.append(_PolicyParametrization(names, _ASYNCIO_ROUTE.endswith("+fixture-context")))
         if _REPLACE_RUNNER:
             plugins.append(_RunnerReplacement())
     if config.pluginmanager.has_plugin("anyio"):
-        plugins.append(_AnyioBackends(names, factories))
-        plugins.append(_anyio_loop_fixture(names[0]))
+        plugins.append(_AnyioBackends(names, factories, project_loops))
+    if plugins:
+        plugins.append(_loop_name_fixtures(names[0]))
     if not plugins:
         config.issue_config_time_warning(
             pytest.PytestConfigWarning(
@@ -172,13 +230,47 @@ class _Header:
 
 
 class _LoopFactoriesHook:
-    """pytest-asyncio 1.4+: hands it the loops through its own hook."""
+    """pytest-asyncio 1.4+: a wrapper of its own hook, around the project's implementations.
 
-    def __init__(self, factories: Dict[str, LoopFactory]) -> None:
+    pytest-asyncio takes the first answer that is not None. The project's
+    answer (a mapping of ids to loop factories) comes back with each factory
+    made a ctxloop loop factory built on it, under the project's own id. With
+    no implementation of the project's, the listed loops, unless the test has
+    the project's own (deprecated) ``event_loop_policy`` fixture: then one
+    ctxloop loop factory built on the loops of the policy in force, which
+    pytest-asyncio sets from that fixture while it makes the loop. Project
+    implementations that all answer None get None: pytest-asyncio's error.
+    """
+
+    def __init__(self, factories: Dict[str, LoopFactory], project_loops: _ProjectLoops) -> None:
         self._factories = factories
+        self._project_loops = project_loops
+        self._on_project_policy = {next(iter(factories)): _loop_of_the_policy_in_force}
 
-    def pytest_asyncio_loop_factories(self, config: pytest.Config, item: pytest.Item) -> Dict[str, LoopFactory]:
-        return self._factories
+    @pytest.hookimpl(wrapper=True)
+    def pytest_asyncio_loop_factories(
+        self, config: pytest.Config, item: pytest.Item
+    ) -> Generator[None, Optional[Mapping[str, LoopFactory]], Optional[Mapping[str, LoopFactory]]]:
+        chosen = yield
+        if chosen is None:
+            hook: Any = item.ihook.pytest_asyncio_loop_factories  # the implementations pytest-asyncio asked
+            if any(impl.plugin is not self for impl in hook.get_hookimpls()):
+                return None  # the project's hooks all answered None: pytest-asyncio reports it
+            fixtureinfo: Any = getattr(item, "_fixtureinfo", None)
+            policies = fixtureinfo.name2fixturedefs.get("event_loop_policy") if fixtureinfo else None
+            if policies and not _defined_by_pytest_asyncio(policies[-1].func):
+                return self._on_project_policy
+            return self._factories
+        if not isinstance(chosen, Mapping):
+            return chosen  # pytest-asyncio reports what it does not understand
+        return {name: self._project_loops.wrap(factory) for name, factory in chosen.items()}
+
+
+def _loop_of_the_policy_in_force() -> Any:
+    """A ctxloop loop built on a new loop of the event loop policy in force."""
+    from ._policy import current_policy  # no deprecation warning on 3.14+
+
+    return enable(current_policy().new_event_loop())
 
 
 def _is_pytest_asyncio_test(metafunc: pytest.Metafunc) -> bool:
@@ -234,18 +326,35 @@ class _PolicyParametrization:
                     loop.set_task_factory(plugin._task_factory)
                 return loop
 
+        self._names = names
         self._ids = [_ID_PREFIX + name for name in names]
+        self._policy_class = _Policy
         self._policies = [_Policy(name) for name in names]
+        # The project's policy -> a ctxloop policy on it, made once (see _ProjectLoops).
+        self._wrapped: Dict[int, Tuple[Any, Any]] = {}
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
-        if _is_pytest_asyncio_test(metafunc):
-            metafunc.parametrize(
-                "event_loop_policy",
-                self._policies,
-                ids=self._ids,
-                scope=_loop_scope(metafunc),  # type: ignore[arg-type]
-            )
+        if not _is_pytest_asyncio_test(metafunc):
+            return
+        fixturedefs = metafunc._arg2fixturedefs.get("event_loop_policy")
+        if fixturedefs and not _defined_by_pytest_asyncio(fixturedefs[-1].func):
+            # The project's own event_loop_policy fixture chooses the loop.
+            _parametrize_by_loop(metafunc, fixturedefs[-1], _POLICY_LOOP, self._names)
+            return
+        metafunc.parametrize(
+            "event_loop_policy",
+            self._policies,
+            ids=self._ids,
+            scope=_loop_scope(metafunc),  # type: ignore[arg-type]
+        )
+
+    def _wrap_policy(self, policy: Any, name: str) -> Any:
+        _run_once(self._names, name, "the event_loop_policy fixture chooses the loop (a ctxloop loop is built on it)")
+        known = self._wrapped.get(id(policy))
+        if known is None or known[0] is not policy:
+            known = self._wrapped[id(policy)] = (policy, self._policy_class(policy))
+        return known[1]
 
     def _task_factory(self, loop: Any, coro: Any, **kwargs: Any) -> Any:
         from ._factory import task_factory
@@ -262,6 +371,9 @@ class _PolicyParametrization:
     def pytest_fixture_setup(
         self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
     ) -> Generator[None, Any, Any]:
+        if fixturedef.argname == "event_loop_policy" and _POLICY_LOOP in fixturedef.argnames:
+            with _transformed(fixturedef, request, _POLICY_LOOP, self._wrap_policy):
+                return (yield)
         if not (self._fixture_context and _synchronized_by_pytest_asyncio(fixturedef.func)):
             return (yield)
         context = contextvars.copy_context()
@@ -286,6 +398,11 @@ class _PolicyParametrization:
         undo.extend(_apply_changes(context))
         fixturedef.addfinalizer(arm)
         return result
+
+
+def _defined_by_pytest_asyncio(func: Any) -> bool:
+    """Whether the fixture function *func* is pytest-asyncio's own (not a project's override)."""
+    return str(getattr(inspect.unwrap(func), "__module__", "")).startswith("pytest_asyncio")
 
 
 def _synchronized_by_pytest_asyncio(func: Any) -> bool:
@@ -324,17 +441,68 @@ class _RunnerReplacement:
             self._module.Runner = self._saved
 
 
-def _anyio_loop_fixture(default: str) -> types.ModuleType:
-    """A plugin holding the private fixture that ``_AnyioBackends`` parametrizes with the loop names."""
+def _loop_name_fixtures(default: str) -> types.ModuleType:
+    """A plugin holding the private fixtures that carry the loop names into a project's own fixture."""
 
-    @pytest.fixture(scope="session", name=_ANYIO_LOOP)
-    def anyio_loop(request: pytest.FixtureRequest) -> str:
-        # Unparametrized only for an item anyio builds after collection.
+    def loop_name(request: pytest.FixtureRequest) -> str:
+        # Unparametrized only for an item built after collection (anyio does that).
         return str(getattr(request, "param", default))
 
-    holder = types.ModuleType(f"{__name__}._anyio")
-    holder.anyio_loop = anyio_loop  # type: ignore[attr-defined]
+    holder = types.ModuleType(f"{__name__}._loop_names")
+    for name in (_ANYIO_LOOP, _POLICY_LOOP):
+        setattr(holder, name, pytest.fixture(scope="session", name=name)(loop_name))
     return holder
+
+
+def _parametrize_by_loop(metafunc: pytest.Metafunc, fixturedef: Any, private: str, names: List[str]) -> None:
+    """Make *fixturedef* (a fixture of the test's) depend on *private*, parametrized with the loop names."""
+    if private not in fixturedef.argnames:
+        fixturedef.argnames += (private,)  # argnames is Final in pytest's typing, not at run time
+    metafunc.fixturenames.append(private)
+    metafunc.parametrize(
+        private,
+        names,
+        ids=[_ID_PREFIX + name for name in names],
+        indirect=True,
+        scope=fixturedef.scope,
+    )
+
+
+@contextlib.contextmanager
+def _transformed(
+    fixturedef: Any, request: pytest.FixtureRequest, private: str, transform: Callable[[Any, str], Any]
+) -> Generator[None, None, None]:
+    """While set up, *fixturedef* gives ``transform(value, loop name)`` instead of its value."""
+    from _pytest.fixtures import resolve_fixture_function
+
+    target: Any = resolve_fixture_function(fixturedef, request)
+    original = fixturedef.func  # func is Final in pytest's typing; pytest-asyncio and anyio swap it too
+
+    if inspect.isgeneratorfunction(target):
+
+        def transformed(**kwargs: Any) -> Any:
+            name = kwargs.pop(private)
+            values = target(**kwargs)
+            yield transform(next(values), name)
+            yield from values
+
+    else:
+
+        def transformed(**kwargs: Any) -> Any:
+            name = kwargs.pop(private)
+            return transform(target(**kwargs), name)
+
+    fixturedef.func = transformed
+    try:
+        yield
+    finally:
+        fixturedef.func = original
+
+
+def _run_once(names: List[str], name: str, why: str) -> None:
+    """Skip the run for *name* unless it is the first listed loop's."""
+    if name != names[0]:
+        pytest.skip(f"ctxloop: {why}; it runs once, as [{_ID_PREFIX}{names[0]}]")
 
 
 class _AnyioBackends:
@@ -344,13 +512,16 @@ class _AnyioBackends:
     depend on a private fixture parametrized with the loop names, so that it is
     rebuilt for each loop; its value ``"asyncio"`` or ``("asyncio", options)``
     becomes ``("asyncio", {**options, "loop_factory": <ctxloop loop factory>})``.
-    Another backend (trio) has no asyncio loop: it runs under the first loop's
-    id and is skipped, with a reason, under the others.
+    Options that choose the loop already (``loop_factory``, ``use_uvloop``)
+    get a ctxloop loop factory built on that loop instead; such a test, and one
+    on another backend (trio, which has no asyncio loop), runs under the first
+    loop's id and is skipped, with a reason, under the others.
     """
 
-    def __init__(self, names: List[str], factories: Dict[str, LoopFactory]) -> None:
+    def __init__(self, names: List[str], factories: Dict[str, LoopFactory], project_loops: _ProjectLoops) -> None:
         self._names = names
         self._factories = factories
+        self._project_loops = project_loops
 
     # After the fixtures' own parametrization: ids read [asyncio-ctxloop-uvloop].
     @pytest.hookimpl(trylast=True)
@@ -360,17 +531,7 @@ class _AnyioBackends:
         fixturedefs = metafunc._arg2fixturedefs.get("anyio_backend")
         if not fixturedefs:
             return  # no anyio_backend fixture at all (anyio's plugin is not active)
-        fixturedef: Any = fixturedefs[-1]  # argnames is Final in pytest's typing, not at run time
-        if _ANYIO_LOOP not in fixturedef.argnames:
-            fixturedef.argnames += (_ANYIO_LOOP,)
-        metafunc.fixturenames.append(_ANYIO_LOOP)
-        metafunc.parametrize(
-            _ANYIO_LOOP,
-            self._names,
-            ids=[_ID_PREFIX + name for name in self._names],
-            indirect=True,
-            scope=fixturedef.scope,  # type: ignore[arg-type]
-        )
+        _parametrize_by_loop(metafunc, fixturedefs[-1], _ANYIO_LOOP, self._names)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_fixture_setup(
@@ -378,32 +539,8 @@ class _AnyioBackends:
     ) -> Generator[None, Any, Any]:
         if fixturedef.argname != "anyio_backend" or _ANYIO_LOOP not in fixturedef.argnames:
             return (yield)
-        from _pytest.fixtures import resolve_fixture_function
-
-        target: Any = resolve_fixture_function(fixturedef, request)
-        definition: Any = fixturedef  # func is Final in pytest's typing; pytest-asyncio and anyio swap it too
-        original = definition.func
-        with_loop = self._with_loop
-
-        if inspect.isgeneratorfunction(target):
-
-            def backend(**kwargs: Any) -> Any:
-                name = kwargs.pop(_ANYIO_LOOP)
-                values = target(**kwargs)
-                yield with_loop(next(values), name)
-                yield from values
-
-        else:
-
-            def backend(**kwargs: Any) -> Any:
-                name = kwargs.pop(_ANYIO_LOOP)
-                return with_loop(target(**kwargs), name)
-
-        definition.func = backend
-        try:
+        with _transformed(fixturedef, request, _ANYIO_LOOP, self._with_loop):
             return (yield)
-        finally:
-            definition.func = original
 
     def _with_loop(self, backend: Any, name: str) -> Any:
         options: Dict[str, Any]
@@ -414,10 +551,12 @@ class _AnyioBackends:
         else:
             return backend  # anyio reports what it does not understand
         if backend_name != "asyncio":
-            if name != self._names[0]:
-                pytest.skip(
-                    f"ctxloop: anyio backend {backend_name!r} has no asyncio loop; it runs once, "
-                    f"as [{_ID_PREFIX}{self._names[0]}]"
-                )
+            _run_once(self._names, name, f"anyio backend {backend_name!r} has no asyncio loop")
             return backend
-        return ("asyncio", {**options, "loop_factory": self._factories[_ID_PREFIX + name]})
+        chosen = options.get("loop_factory")
+        if chosen is None and options.get("use_uvloop") and sys.platform != "win32":
+            chosen = import_uvloop().new_event_loop  # what anyio picks
+        if chosen is None:
+            return ("asyncio", {**options, "loop_factory": self._factories[_ID_PREFIX + name]})
+        _run_once(self._names, name, "the anyio_backend options choose the loop (a ctxloop loop is built on it)")
+        return ("asyncio", {**options, "loop_factory": self._project_loops.wrap(chosen)})

@@ -402,6 +402,283 @@ async def test_backend(anyio_backend, anyio_backend_options):
     assert set(ids(result)) == expected
 
 
+# -- loops the project chose: wrapped, never replaced --------------------------------
+
+# The project's own loop factories, recording every loop they make.
+PROJECT_LOOPS = """
+import asyncio
+
+from ctxloop._loop import is_ctxloop_loop
+
+made = []
+
+
+class ProjectLoop(asyncio.SelectorEventLoop):
+    pass
+
+
+def project_loop():
+    made.append(ProjectLoop())
+    return made[-1]
+
+
+def other_project_loop():
+    made.append(asyncio.SelectorEventLoop())
+    return made[-1]
+
+
+async def probe(request):
+    loop = asyncio.get_running_loop()
+    with open(request.config.rootpath / "probes.txt", "a") as probes:
+        print(request.node.name, type(loop).__name__, loop in made, is_ctxloop_loop(loop), file=probes)
+"""
+
+PROJECT_HOOK_CONFTEST = """
+from project_loops import other_project_loop, project_loop
+
+
+def pytest_asyncio_loop_factories(config, item):
+    return {"project": project_loop, "other": other_project_loop}
+"""
+
+PROJECT_HOOK_TESTS = """
+import asyncio
+
+import pytest
+
+from project_loops import probe
+
+module_loops = {}
+
+
+@pytest.mark.asyncio
+async def test_each_project_loop(request):
+    await probe(request)
+
+
+@pytest.mark.asyncio(loop_factories=["other"])
+async def test_marked_other(request):
+    await probe(request)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_module_loop(request):
+    module_loops[request.node.callspec.id] = asyncio.get_running_loop()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_module_loop_shared(request):
+    assert asyncio.get_running_loop() is module_loops[request.node.callspec.id]
+
+"""
+
+CHOOSES_NOTHING_TESTS = """
+import pytest
+
+from project_loops import probe
+
+
+@pytest.mark.asyncio
+async def test_project_chooses_nothing(request):
+    await probe(request)
+"""
+
+
+@pytest.mark.skipif(
+    PYTEST_ASYNCIO < (1, 4), reason="the pytest_asyncio_loop_factories hook exists from pytest-asyncio 1.4 on"
+)
+@pytest.mark.timeout(2 * INNER_TIMEOUT)
+@pytest.mark.parametrize("hook_in", ["rootdir", "subdirectory"])
+def test_project_loop_factories_are_wrapped_keeping_their_ids(inner: pytest.Pytester, hook_in: str) -> None:
+    # The rootdir's conftest.py is loaded before the plugins are configured, a
+    # subdirectory's during collection: pluggy asks the one registered last
+    # first. In a subdirectory, the hook chooses for the tests there only
+    # (pytest-asyncio asks the implementations that apply to the test's path).
+    inner.makepyfile(project_loops=PROJECT_LOOPS)
+    if hook_in == "rootdir":
+        inner.makeconftest(PROJECT_HOOK_CONFTEST)
+        inner.makepyfile(test_project=PROJECT_HOOK_TESTS)
+        chooses_nothing = []
+    else:
+        project = inner.mkpydir("project")
+        (project / "conftest.py").write_text(PROJECT_HOOK_CONFTEST)
+        (project / "test_project.py").write_text(PROJECT_HOOK_TESTS)
+        inner.makepyfile(test_chooses_nothing=CHOOSES_NOTHING_TESTS)
+        chooses_nothing = ["test_project_chooses_nothing"]
+    project_ids = [
+        "test_each_project_loop[project]",
+        "test_each_project_loop[other]",
+        "test_marked_other",  # one factory picked by the mark: pytest-asyncio leaves the id out
+        "test_module_loop[project]",
+        "test_module_loop_shared[project]",
+        "test_module_loop[other]",
+        "test_module_loop_shared[other]",
+    ]
+    project_probes = [
+        ("test_each_project_loop[project]", "ProjectLoop", "True"),
+        ("test_each_project_loop[other]", "_UnixSelectorEventLoop", "True"),
+        ("test_marked_other", "_UnixSelectorEventLoop", "True"),
+    ]
+    # Without --ctxloop: the project's loops, as they are.
+    plain = run(inner, "-v")
+    plain.assert_outcomes(passed=len(project_ids) + len(chooses_nothing))
+    assert sorted(ids(plain)) == sorted(project_ids + chooses_nothing)
+    assert sorted(probes(inner)) == sorted(
+        [(*probe, "False") for probe in project_probes]
+        + [(name, "_UnixSelectorEventLoop", "False", "False") for name in chooses_nothing]
+    )
+    # With it: the same loops and ids, each made a ctxloop loop; the listed
+    # loops where the project chooses none.
+    result = run(inner, "-v", f"--ctxloop={ALL_LOOPS}")
+    listed = [f"{name}[ctxloop-{loop}]" for name in chooses_nothing for loop in LOOPS]
+    result.assert_outcomes(passed=len(project_ids) + len(listed))
+    assert sorted(ids(result)) == sorted(project_ids + listed)
+    loop_class = {"asyncio": "_UnixSelectorEventLoop", "uvloop": "Loop"}
+    assert sorted(probes(inner)) == sorted(
+        [(*probe, "True") for probe in project_probes]
+        + [(name, loop_class[name.split("ctxloop-")[1][:-1]], "False", "True") for name in listed]
+    )
+
+
+@pytest.mark.skipif(
+    PYTEST_ASYNCIO < (1, 4), reason="the pytest_asyncio_loop_factories hook exists from pytest-asyncio 1.4 on"
+)
+@pytest.mark.timeout(2 * INNER_TIMEOUT)
+def test_project_hook_answering_none_is_still_an_error(inner: pytest.Pytester) -> None:
+    inner.makeconftest("def pytest_asyncio_loop_factories(config, item):\n    return None\n")
+    inner.makepyfile(test_probe=LOOP_PROBE)
+    for args in ([], [f"--ctxloop={ALL_LOOPS}"]):
+        result = run(inner, *args)
+        assert result.ret == pytest.ExitCode.INTERRUPTED  # a collection error
+        result.stdout.fnmatch_lines(
+            ["E   pytest.UsageError: pytest_asyncio_loop_factories must return a non-empty mapping of factory names*"]
+        )
+
+
+# Overriding event_loop_policy is deprecated from pytest-asyncio 1.4 on, and
+# policies themselves from Python 3.14 on.
+DEPRECATION_IGNORED = (
+    "filterwarnings =\n    error\n    ignore::pytest.PytestDeprecationWarning\n    ignore::DeprecationWarning"
+)
+
+PROJECT_POLICY_CONFTEST = """
+import asyncio
+
+import pytest
+
+from project_loops import project_loop
+
+
+class ProjectPolicy(asyncio.DefaultEventLoopPolicy):
+    def new_event_loop(self):
+        return project_loop()
+
+
+@pytest.fixture(scope="session")
+def event_loop_policy():
+    return ProjectPolicy()
+"""
+
+PROJECT_POLICY_TESTS = """
+import pytest
+
+from project_loops import probe
+
+
+@pytest.mark.asyncio
+async def test_project_policy(request):
+    await probe(request)
+"""
+
+
+@pytest.mark.timeout(2 * INNER_TIMEOUT)
+def test_project_event_loop_policy_is_wrapped(inner: pytest.Pytester) -> None:
+    if PYTEST_ASYNCIO >= (1, 4) or sys.version_info >= (3, 14):
+        inner.makeini(INI.replace("filterwarnings = error", DEPRECATION_IGNORED))
+    inner.makepyfile(project_loops=PROJECT_LOOPS, test_policy=PROJECT_POLICY_TESTS)
+    inner.makeconftest(PROJECT_POLICY_CONFTEST)
+    plain = run(inner, "-v")
+    plain.assert_outcomes(passed=1)
+    assert probes(inner) == [("test_project_policy", "ProjectLoop", "True", "False")]
+    # The project's policy runs once, its loops made ctxloop loops.
+    result = run(inner, "-v", "-rs", f"--ctxloop={ALL_LOOPS}")
+    if PYTEST_ASYNCIO >= (1, 4):  # one loop factory: pytest-asyncio leaves the id out
+        result.assert_outcomes(passed=1)
+        assert probes(inner) == [("test_project_policy", "ProjectLoop", "True", "True")]
+        return
+    # Before 1.4: under the first listed loop's id, skipped under the others.
+    result.assert_outcomes(passed=1, skipped=len(LOOPS) - 1)
+    assert probes(inner) == [("test_project_policy[ctxloop-asyncio]", "ProjectLoop", "True", "True")]
+    if len(LOOPS) > 1:
+        result.stdout.fnmatch_lines(
+            [
+                "SKIPPED * ctxloop: the event_loop_policy fixture chooses the loop (a ctxloop loop is built on it); "
+                "it runs once, as [[]ctxloop-asyncio[]]"
+            ]
+        )
+
+
+ANYIO_PROJECT_TESTS = """
+import pytest
+
+from project_loops import project_loop, probe
+
+BACKENDS = [
+    pytest.param(("asyncio", {"loop_factory": project_loop, "debug": True}), id="project"),
+    pytest.param(("asyncio", {"loop_factory": None}), id="chooses-nothing"),
+] + ([pytest.param(("asyncio", {"use_uvloop": True}), id="use-uvloop")] if {has_uvloop} else [])
+
+
+@pytest.fixture(params=BACKENDS)
+def anyio_backend(request):
+    return request.param
+
+
+@pytest.mark.anyio
+async def test_backend(request, anyio_backend, anyio_backend_options):
+    await probe(request)
+    if "debug" in anyio_backend_options:
+        import asyncio
+
+        assert asyncio.get_running_loop().get_debug()  # the project's other options are kept
+        # The ctxloop factory reads as the project's (for code that recognises it).
+        factory = anyio_backend_options["loop_factory"]
+        assert (factory.__name__, factory.__module__) == ("project_loop", "project_loops")
+        assert getattr(factory, "__wrapped__", factory) is project_loop
+"""
+
+
+@pytest.mark.timeout(2 * INNER_TIMEOUT)
+def test_anyio_loop_factory_option_is_wrapped(inner: pytest.Pytester) -> None:
+    has_uvloop = "uvloop" in LOOPS
+    inner.makepyfile(
+        project_loops=PROJECT_LOOPS,
+        test_anyio_project=ANYIO_PROJECT_TESTS.replace("{has_uvloop}", str(has_uvloop)),
+    )
+    plain = run(inner, "-v")
+    plain.assert_outcomes(passed=2 + has_uvloop)
+    plain_probes = [
+        ("test_backend[project]", "ProjectLoop", "True", "False"),
+        ("test_backend[chooses-nothing]", "_UnixSelectorEventLoop", "False", "False"),
+    ] + ([("test_backend[use-uvloop]", "Loop", "False", "False")] if has_uvloop else [])
+    assert probes(inner) == plain_probes
+    # A loop the options choose runs once, under the first listed loop's id.
+    result = run(inner, "-v", "-rs", f"--ctxloop={ALL_LOOPS}")
+    result.assert_outcomes(passed=1 + len(LOOPS) + has_uvloop, skipped=(len(LOOPS) - 1) * (1 + has_uvloop))
+    loop_class = {"asyncio": "_UnixSelectorEventLoop", "uvloop": "Loop"}
+    expected = [("test_backend[project-ctxloop-asyncio]", "ProjectLoop", "True", "True")]
+    expected += [(f"test_backend[chooses-nothing-ctxloop-{name}]", loop_class[name], "False", "True") for name in LOOPS]
+    if has_uvloop:
+        expected.append(("test_backend[use-uvloop-ctxloop-asyncio]", "Loop", "False", "True"))
+        result.stdout.fnmatch_lines(
+            [
+                "SKIPPED * ctxloop: the anyio_backend options choose the loop (a ctxloop loop is built on it); "
+                "it runs once, as [[]ctxloop-asyncio[]]"
+            ]
+        )
+    assert sorted(probes(inner)) == sorted(expected)
+
+
 # -- the example and the README ---------------------------------------------------
 
 DEMO = ROOT / "examples" / "pytest_demo"
