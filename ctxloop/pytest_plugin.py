@@ -174,10 +174,13 @@ def _factories(source: str, names: List[str]) -> Dict[str, LoopFactory]:
         try:
             factories[_ID_PREFIX + name] = loop_factory(name)
         except ModuleNotFoundError as exc:
+            if sys.implementation.name == "cpython":
+                hint = f"install it with: pip install 'ctxloop[{name}]', or leave {name!r} out"
+            else:
+                hint = f"it runs on CPython only: leave {name!r} out here"
             raise pytest.UsageError(
                 f"{source}: loop {name!r} needs the {exc.name} package, which is not installed for this "
-                f"Python ({sys.executable}); install it with: pip install 'ctxloop[{name}]', "
-                f"or leave {name!r} out"
+                f"Python ({sys.executable}); {hint}"
             ) from None
         except ValueError:
             raise pytest.UsageError(

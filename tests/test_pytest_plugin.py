@@ -191,9 +191,14 @@ def test_missing_uvloop_is_a_usage_error_naming_it(inner: pytest.Pytester) -> No
     inner.makepyfile(test_probe=LOOP_PROBE)
     result = run(inner, "--ctxloop=asyncio,uvloop")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
+    hint = (
+        "install it with: pip install 'ctxloop[uvloop]', or leave 'uvloop' out"
+        if sys.implementation.name == "cpython"
+        else "it runs on CPython only: leave 'uvloop' out here"
+    )
     message = (
         "ERROR: --ctxloop=asyncio,uvloop: loop 'uvloop' needs the uvloop package, which is not installed for "
-        f"this Python ({sys.executable}); install it with: pip install 'ctxloop[uvloop]', or leave 'uvloop' out"
+        f"this Python ({sys.executable}); {hint}"
     )
     assert message in result.stderr.lines
 
