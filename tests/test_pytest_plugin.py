@@ -20,11 +20,9 @@ from typing import List, Tuple
 
 import pytest
 
-import ctxloop
-
 pytest_plugins = ["pytester"]
 
-ROOT = Path(ctxloop.__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent
 LOOPS = ["asyncio"] + (["uvloop"] if importlib.util.find_spec("uvloop") else [])
 ALL_LOOPS = ",".join(LOOPS)
 INNER_TIMEOUT = 90  # seconds for one inner session (PyPy starts slowly)
