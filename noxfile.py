@@ -80,7 +80,7 @@ def _uv(session: nox.Session) -> bool:
 
 def _python(session: nox.Session) -> str:
     """The session's interpreter (its virtual environment's python)."""
-    return str(session.run("python", "-c", "import sys; print(sys.executable)", silent=True)).strip()
+    return str(session.run_install("python", "-c", "import sys; print(sys.executable)", silent=True)).strip()
 
 
 def _build(session: nox.Session, *, wheel: bool = True) -> Tuple[str, Optional[str]]:
@@ -91,18 +91,23 @@ def _build(session: nox.Session, *, wheel: bool = True) -> Tuple[str, Optional[s
     optional C accelerator builds here (hatch_build.py), else it is pure Python.
     """
     out = os.path.join(session.create_tmp(), "dist")
-    shutil.rmtree(out, ignore_errors=True)
+    new = out + ".new"
+    shutil.rmtree(new, ignore_errors=True)
     python = _python(session)
     if _uv(session):
-        command = ["uv", "build", "--python", python, "--out-dir", out]
-        session.run(*command, *([] if wheel else ["--sdist"]), external=True)
+        command = ["uv", "build", "--python", python, "--out-dir", new]
+        session.run_install(*command, *([] if wheel else ["--sdist"]), external=True)
     else:
         session.install("build")
-        session.run("python", "-m", "build", "--outdir", out, *([] if wheel else ["--sdist"]))
+        session.run_install("python", "-m", "build", "--outdir", new, *([] if wheel else ["--sdist"]))
+    if os.path.isdir(new):  # else skipped (--no-install): the previous build stands
+        shutil.rmtree(out, ignore_errors=True)
+        os.rename(new, out)
     sdist = glob.glob(os.path.join(out, "*.tar.gz"))
     wheels = glob.glob(os.path.join(out, "*.whl"))
     if len(sdist) != 1 or len(wheels) != int(wheel):
-        session.error(f"expected one sdist{' and one wheel' if wheel else ''} in {out}, found {os.listdir(out)}")
+        found = os.listdir(out) if os.path.isdir(out) else []
+        session.error(f"expected one sdist{' and one wheel' if wheel else ''} in {out}, found {found}")
     return sdist[0], wheels[0] if wheel else None
 
 
@@ -196,7 +201,10 @@ def wheels(session: nox.Session) -> None:
     sdist, wheel = _build(session)
     assert wheel is not None
     python = _python(session)
-    gil_cpython = str(session.run("python", "-c", GIL_CPYTHON, silent=True)).strip() == "True"
+    probe = session.run("python", "-c", GIL_CPYTHON, silent=True)
+    if probe is None:  # --install-only
+        return
+    gil_cpython = str(probe).strip() == "True"
     compiled = gil_cpython and os.path.isfile(os.path.join(ROOT, "ctxloop", "_speedups.c"))
     _check_wheel_tag(session, wheel, compiled)
     for name, requirement in (("wheel", f"{wheel}[uvloop]"), ("sdist", f"ctxloop[uvloop] @ {_file_uri(sdist)}")):
@@ -328,9 +336,25 @@ def _git_files() -> List[str]:
     return [line for line in out.splitlines() if os.path.isfile(os.path.join(ROOT, line))]
 
 
+def _check_set_up_commands(session: nox.Session) -> None:
+    """README's "## Set up" has two commands; the test command is the one .ci/run runs."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        section = f.read().split("\n## Set up\n", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"^```sh\n(.*?)\n```$", section, re.MULTILINE | re.DOTALL)
+    if len(commands) != 2 or "python -m ctxloop" not in commands[0]:
+        session.error(f"README's Set up must hold two commands, the first running python -m ctxloop: {commands}")
+    ci = os.path.join(ROOT, ".ci", "run")
+    if os.path.exists(ci):
+        with open(ci, encoding="utf-8") as f:
+            lines = [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
+        if lines[-1] != commands[1]:
+            session.error(f".ci/run ends with {lines[-1]!r}, README's test command is {commands[1]!r}")
+
+
 @nox.session(python="3.12")
 def dist(session: nox.Session) -> None:
     """Build the sdist and the wheel and check them: twine check --strict, check-wheel-contents, contents."""
+    _check_set_up_commands(session)
     session.install(*_group("dist"))
     sdist, wheel = _build(session)
     assert wheel is not None
