@@ -402,9 +402,10 @@ def release(session: nox.Session) -> None:
         session.error(f"the wheel says version {built}, ctxloop/__init__.py says {version}")
     session.log(f"version {version}, changelog entry {entry!r}, tag {tag}")
     session.log(f"built and checked: {sdist} and {wheel}")
-    session.log("next (not done here): the platform wheels from CI's cibuildwheel job, then")
+    session.log("next, not done here (CONTRIBUTING.md, Releasing):")
     session.log(f"  git tag -s {tag} -m 'ctxloop {version}' && git push origin {tag}")
-    session.log("  python -m twine upload dist/*  (the sdist, the pure wheel and the platform wheels)")
+    session.log("  the platform wheels with cibuildwheel, into wheelhouse/")
+    session.log(f"  python -m twine upload {sdist} {wheel} wheelhouse/*")
 
 
 def _file_uri(path: str) -> str:
