@@ -172,7 +172,10 @@ def sdist(session: nox.Session) -> None:
 
 @nox.session(name="lowest-bounds", python=OLDEST_NEWEST)
 def lowest_bounds(session: nox.Session) -> None:
-    """The suite with the lowest versions the uvloop extra and the test group allow (uv's lowest-direct)."""
+    """The suite with the lowest versions the uvloop extra and the test group allow (uv's lowest-direct).
+
+    Without the integrations group: its tests are skipped here.
+    """
     sdist, wheel = _build(session)
     # The extra's requirements are given directly, so that lowest-direct applies to them too.
     uvloop = PYPROJECT["project"]["optional-dependencies"]["uvloop"]

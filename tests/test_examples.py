@@ -92,7 +92,7 @@ def test_every_example_is_tested() -> None:
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_example_output(name: str) -> None:
     if name == "taskgroup_context.py" and sys.version_info < (3, 11) and not importlib.util.find_spec("taskgroup"):
-        pytest.skip("Python < 3.11 needs the taskgroup backport (in the test extra)")
+        pytest.skip("Python < 3.11 needs the taskgroup backport (in the test dependency group)")
     assert run_python(EXAMPLES / name) == EXPECTED[name]
 
 
@@ -148,7 +148,7 @@ def test_readme_anyio(tmp_path: Path, loop: str) -> None:
 
 def test_readme_taskgroups(tmp_path: Path) -> None:
     if sys.version_info < (3, 11) and not importlib.util.find_spec("taskgroup"):
-        pytest.skip("Python < 3.11 needs the taskgroup backport (in the test extra)")
+        pytest.skip("Python < 3.11 needs the taskgroup backport (in the test dependency group)")
     assert run_snippet(tmp_path, readme_snippet("### TaskGroups")) == ["['users fetched', 'orders fetched'] not run"]
 
 

@@ -32,7 +32,7 @@ async def child(value: str) -> str:
 
 native = pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.TaskGroup exists from Python 3.11")
 backport = pytest.mark.skipif(
-    sys.version_info >= (3, 11), reason="the taskgroup backport is for Python 3.8-3.10 (its test extra marker)"
+    sys.version_info >= (3, 11), reason="the taskgroup backport is for Python 3.8-3.10 (its test-group marker)"
 )
 
 

@@ -16,7 +16,7 @@ from typing import Any, List, Optional
 
 import pytest
 
-pytest.importorskip("aiohttp", reason="needs aiohttp (pip install 'ctxloop[integrations]')")
+pytest.importorskip("aiohttp", reason="needs aiohttp (pip install --group integrations)")
 
 from aiohttp import web
 from integ_aiohttp import make_app

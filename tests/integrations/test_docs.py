@@ -161,7 +161,7 @@ def page_text(page: str, loop_name: str) -> str:
     """The page, its loop choices made for *loop_name*; skips what cannot run here."""
     for module in FRAMEWORKS[page]:
         if importlib.util.find_spec(module.split(".")[0]) is None:
-            pytest.skip(f"needs {module} (pip install 'ctxloop[integrations]')")
+            pytest.skip(f"needs {module} (pip install --group integrations)")
     if page == "uvicorn.md":
         import uvicorn
 

@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 
-pytest.importorskip("structlog", reason="needs structlog (pip install 'ctxloop[integrations]')")
+pytest.importorskip("structlog", reason="needs structlog (pip install --group integrations)")
 
 import structlog
 from integ_support import CONTROL_EVERY, REQUEST_ID, ROUTES, collect_log, pick_route, run_main

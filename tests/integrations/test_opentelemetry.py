@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
-pytest.importorskip("opentelemetry.sdk", reason="needs opentelemetry-sdk (pip install 'ctxloop[integrations]')")
+pytest.importorskip("opentelemetry.sdk", reason="needs opentelemetry-sdk (pip install --group integrations)")
 
 from integ_support import CONTROL_EVERY, ROUTES, pick_route, run_main
 from opentelemetry import context as otel_context

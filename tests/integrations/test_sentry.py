@@ -22,7 +22,7 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
-pytest.importorskip("sentry_sdk", reason="needs sentry-sdk (pip install 'ctxloop[integrations]')")
+pytest.importorskip("sentry_sdk", reason="needs sentry-sdk (pip install --group integrations)")
 
 import sentry_sdk
 from integ_support import CONTROL_EVERY, REQUEST_ID, ROUTES, pick_route, run_main

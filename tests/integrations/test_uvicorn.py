@@ -30,9 +30,9 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 
-pytest.importorskip("uvicorn", reason="needs uvicorn (pip install 'ctxloop[integrations]')")
-pytest.importorskip("starlette", reason="needs starlette (pip install 'ctxloop[integrations]')")
-pytest.importorskip("httpx", reason="needs httpx (pip install 'ctxloop[integrations]')")
+pytest.importorskip("uvicorn", reason="needs uvicorn (pip install --group integrations)")
+pytest.importorskip("starlette", reason="needs starlette (pip install --group integrations)")
+pytest.importorskip("httpx", reason="needs httpx (pip install --group integrations)")
 
 import uvicorn
 from integ_support import (
