@@ -74,6 +74,11 @@ def _group(name: str) -> List[str]:
     return list(nox.project.dependency_groups(PYPROJECT, name))
 
 
+def _tmp(session: nox.Session) -> str:
+    """The session's temporary directory, as an absolute path (the sessions change directory)."""
+    return os.path.abspath(session.create_tmp())
+
+
 def _uv(session: nox.Session) -> bool:
     return session.venv_backend == "uv"
 
@@ -90,7 +95,7 @@ def _build(session: nox.Session, *, wheel: bool = True) -> Tuple[str, Optional[s
     proves the sdist complete. The wheel is compiled for this Python when the
     optional C accelerator builds here (hatch_build.py), else it is pure Python.
     """
-    out = os.path.join(session.create_tmp(), "dist")
+    out = os.path.join(_tmp(session), "dist")
     new = out + ".new"
     shutil.rmtree(new, ignore_errors=True)
     python = _python(session)
@@ -130,7 +135,7 @@ def _unpacked_tree(session: nox.Session, sdist: str) -> str:
     subprocesses and the working directory then name a tree with no ctxloop in
     it, so every import of ctxloop is the installed one.
     """
-    parent = os.path.join(session.create_tmp(), "unpacked")
+    parent = os.path.join(_tmp(session), "unpacked")
     shutil.rmtree(parent, ignore_errors=True)
     os.makedirs(parent)
     with tarfile.open(sdist) as archive:
@@ -211,7 +216,7 @@ def wheels(session: nox.Session) -> None:
     compiled = gil_cpython and os.path.isfile(os.path.join(ROOT, "ctxloop", "_speedups.c"))
     _check_wheel_tag(session, wheel, compiled)
     for name, requirement in (("wheel", f"{wheel}[uvloop]"), ("sdist", f"ctxloop[uvloop] @ {_file_uri(sdist)}")):
-        venv = os.path.join(session.create_tmp(), f"fresh-{name}")
+        venv = os.path.join(_tmp(session), f"fresh-{name}")
         shutil.rmtree(venv, ignore_errors=True)
         fresh = os.path.join(venv, "Scripts" if sys.platform == "win32" else "bin", "python")
         if _uv(session):
