@@ -67,6 +67,11 @@ class SpeedupsBuildHook(BuildHookInterface):
                 return
         self.app.display_warning(f"ctxloop: pure-Python build, without the optional C accelerator: {reason}")
 
+    def finalize(self, version: str, build_data: Dict[str, Any], artifact_path: str) -> None:
+        kept = getattr(self, "_kept", None)
+        if kept is not None:
+            shutil.rmtree(kept, ignore_errors=True)
+
     def _compile(self, inplace: bool) -> Tuple[Optional[str], str]:
         """Compile the extension; return (path of the built module, '') or (None, why not)."""
         build_dir = tempfile.mkdtemp(prefix="ctxloop-build-")
@@ -87,10 +92,9 @@ class SpeedupsBuildHook(BuildHookInterface):
                 command.run()
                 built = os.path.abspath(command.get_ext_fullpath(MODULE))
             if not inplace:
-                # The temporary directory is removed below: keep the module in the build directory.
-                kept = os.path.join(self.directory, ".ctxloop-ext")
-                os.makedirs(kept, exist_ok=True)
-                built = shutil.copy2(built, kept)
+                # build_dir is removed below: keep the module until the wheel is written (finalize).
+                self._kept = tempfile.mkdtemp(prefix="ctxloop-ext-")
+                built = shutil.copy2(built, self._kept)
             return built, ""
         except Exception as exc:  # a failure of any kind leaves the pure-Python package
             return None, f"compiling {SOURCE} failed: {_first_error(log_path) or exc}"
