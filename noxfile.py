@@ -249,12 +249,11 @@ def _check_wheel_tag(session: nox.Session, wheel: str, compiled: bool) -> None:
     session.log(f"{os.path.basename(wheel)}: {'compiled' if compiled else 'pure Python'}, as expected")
 
 
-@nox.session(name="cpython-suite", python=[*CPYTHONS, "3.14", "3.15"], default=False)
+@nox.session(name="cpython-suite", python=CPYTHONS)
 def cpython_suite(session: nox.Session) -> None:
     """CPython's own asyncio tests, natively and with ctxloop substituted; fails on a divergence.
 
     python -m nox -s cpython-suite-3.12 -- --uvloop   # arguments go to tests/cpython/run_suite.py
-    (3.14 and 3.15: Debian's python3.14/python3.15 on PATH.)
     """
     session.install(".[uvloop]")
     # Each test is bounded by the runner (a hung test is recorded and the rest
