@@ -27,6 +27,7 @@ import threading
 import time
 from typing import Any, Callable, Coroutine, Dict, List, Optional, Sequence, Tuple, Type, TypeVar
 
+from ._accel import implementation
 from ._create import create_task
 from ._loop import resolve_base
 from ._runner import run
@@ -783,6 +784,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0 if passed else 1
 
     print(f"ctxloop {__version__} on {_python()} ({sys.platform}): N1-N6 and S1-S7 on {', '.join(loops)}")
+    print(f"implementation: {implementation()}")
     print()
     for line in _table(loops, results):
         print(line)
