@@ -207,6 +207,7 @@ def isolated(coro: Coroutine[Any, Any, _T]) -> Awaitable[_T]:
 # is compiled; the pure classes above stay for run_in_context()/isolated().
 from ._accel import speedups as _speedups  # noqa: E402 - after what it replaces
 
+_PureTaskCoroutine, _pure_bind_task = TaskCoroutine, bind_task
 if _speedups is not None and hasattr(_speedups, "TaskCoroutine"):
     TaskCoroutine = _compiled_binding = _speedups.TaskCoroutine  # type: ignore[misc]
     collections.abc.Coroutine.register(TaskCoroutine)

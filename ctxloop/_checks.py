@@ -150,6 +150,7 @@ def _entered_task_context(context: contextvars.Context, eager: bool) -> contextv
 # other case (a non-Context, an entered Context) to the function above.
 from ._accel import speedups as _speedups  # noqa: E402 - after what it falls back to
 
+_pure_check_task_context = check_task_context
 if _speedups is not None:
-    _speedups.setup(check_task_context=check_task_context)
+    _speedups.setup(check_task_context=_pure_check_task_context)
     check_task_context = _speedups.check_task_context
