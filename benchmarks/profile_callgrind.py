@@ -76,7 +76,12 @@ def comparisons(version: Tuple[int, int]) -> List[Tuple[str, str, str, float]]:
     if version < (3, 11):
         return [
             ("ctxloop", "native", "ctxloop.create_task(coro, context=ctx) vs asyncio.create_task(coro)", 1.10),
-            ("ctxloop-loop-ctx", "native-loop", "loop.create_task(coro, context=ctx) vs base loop.create_task(coro)", 1.10),
+            (
+                "ctxloop-loop-ctx",
+                "native-loop",
+                "loop.create_task(coro, context=ctx) vs base loop.create_task(coro)",
+                1.10,
+            ),
             ("ctxloop-loop", "native-loop", "loop.create_task(coro) vs base loop.create_task(coro)", 1.02),
             ("step-ctxloop", "step-native", "per step: task with context= vs native task", 1.03),
             ("ctxloop-loop-ctx", "uvloop-copy", "loop.create_task(coro, context=ctx) vs uvloop's copy", 1.00),
@@ -148,7 +153,7 @@ WARMUP = 1000
 # The workload (runs inside valgrind, or under sys.setprofile for --pycalls).
 
 
-def workload(arm: str, loop_name: str, n: int, pycalls: bool) -> None:
+def workload(arm: str, loop_name: str, n: int, pycalls: bool) -> None:  # noqa: PLR0915 - one flat script
     """Create + finish *n* tasks (or *n* steps) the way *arm* does, after a warm-up."""
     sys.path.insert(0, ROOT)
     import asyncio
@@ -302,7 +307,7 @@ def environment(impl: str) -> Dict[str, str]:
 
 
 def run_valgrind(
-    python: str, arm: str, loop_name: str, n: int, tmp: str, impl: str
+    python: str, arm: str, loop_name: str, n: int, tmp: str, *, impl: str
 ) -> Tuple[int, Dict[str, int], Dict[str, int]]:
     out = os.path.join(tmp, f"cg.{arm}.{loop_name}.{n}.{impl}")
     cmd = [
@@ -320,7 +325,9 @@ def run_valgrind(
         loop_name,
         str(n),
     ]
-    subprocess.run(cmd, check=True, cwd=ROOT, env=environment(impl), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        cmd, check=True, cwd=ROOT, env=environment(impl), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     return parse_callgrind(out)
 
 
@@ -471,8 +478,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                     for impl in impls if arm in CTXLOOP_ARMS else impls[-1:]:
                         key = f"{arm}/{impl}" if arm in CTXLOOP_ARMS else arm
                         print(f"{label} {loop_name} {key} ...", file=sys.stderr, flush=True)
-                        small = run_valgrind(python, arm, loop_name, args.n1, tmp, impl)
-                        large = run_valgrind(python, arm, loop_name, args.n2, tmp, impl)
+                        small = run_valgrind(python, arm, loop_name, args.n1, tmp, impl=impl)
+                        large = run_valgrind(python, arm, loop_name, args.n2, tmp, impl=impl)
                         per[key] = per_unit(small, large, args.n2 - args.n1)
                         if args.detail:
                             py[key] = pycalls(python, arm, loop_name, args.n1, impl)
@@ -486,7 +493,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                             key = f"{a}/{impl}"
                             if key in per and b in per:
                                 lines += report_comparison(
-                                    f"{title} ({impl})", arm=per[key], base=per[b], py_arm=py[key], py_base=py[b],
+                                    f"{title} ({impl})",
+                                    arm=per[key],
+                                    base=per[b],
+                                    py_arm=py[key],
+                                    py_base=py[b],
                                     top=args.top,
                                 )
     print("\n".join(lines))

@@ -740,7 +740,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         from benchmarks import profile_callgrind
 
         print()
-        profile_callgrind.main(["--python", sys.executable, *(["--json", args.json + ".callgrind"] if args.json else [])])
+        profile_callgrind.main(
+            ["--python", sys.executable, *(["--json", args.json + ".callgrind"] if args.json else [])]
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

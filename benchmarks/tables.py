@@ -1,8 +1,8 @@
 """Markdown tables for docs/performance.md from the JSON of ``python -m benchmarks`` and the callgrind profile.
 
-    python -m benchmarks.tables bench-3.10.json bench-3.12.json ...          # timing tables
-    python -m benchmarks.tables --summary bench-*.json                        # one row per Python x loop
-    python -m benchmarks.tables --callgrind cg-3.12-uvloop.json ...           # instruction counts
+python -m benchmarks.tables bench-3.10.json bench-3.12.json ...          # timing tables
+python -m benchmarks.tables --summary bench-*.json                        # one row per Python x loop
+python -m benchmarks.tables --callgrind cg-3.12-uvloop.json ...           # instruction counts
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ SUMMARY_ROWS = [
 
 def _cell(row: Optional[Dict[str, Any]]) -> str:
     if row is None:
-        return "–"
+        return "-"
     mark = "" if row["target"] is None else (" ✓" if row["meets"] else " ✗")
     return f"{row['ratio']:.3f}{mark}"
 
@@ -47,7 +47,7 @@ def summary(results: List[Dict[str, Any]]) -> List[str]:
                     + ("" if traced is None else f"traced {traced / 2**20:+.2f} MiB, ")
                     + f"cycles {mem['cycles_freed']}"
                     if mem and mem.get("rss_delta") is not None
-                    else "–"
+                    else "-"
                 )
                 python = result["python"].replace("CPython ", "")
                 lines.append(f"| {python} {loop_name} | {impl} | " + " | ".join(cells) + f" | {memory} |")
@@ -61,7 +61,9 @@ def full(result: Dict[str, Any]) -> List[str]:
     for loop_name, loop_data in first["loops"].items():
         version = loop_data.get("version")
         lines += [f"{loop_name}{' ' + version if version else ''}:", ""]
-        head = "| comparison | target | " + " | ".join(f"{impl}: ctxloop / native ns, ratio [min–max]" for impl in impls)
+        head = "| comparison | target | " + " | ".join(
+            f"{impl}: ctxloop / native ns, ratio [min-max]" for impl in impls
+        )
         lines += [head + " |", "|---|---|" + "---|" * len(impls)]
         for index, row in enumerate(loop_data["rows"]):
             target = "info" if row["target"] is None else f"≤ {row['target']:.2f}"
@@ -71,7 +73,7 @@ def full(result: Dict[str, Any]) -> List[str]:
                 mark = "" if r["target"] is None else (" ✓" if r["meets"] else " ✗")
                 cells.append(
                     f"{r['arm_ns']:.0f} / {r['baseline_ns']:.0f} ns/{r['unit']}, "
-                    f"**{r['ratio']:.3f}**{mark} [{r['ratio_min']:.3f}–{r['ratio_max']:.3f}]"
+                    f"**{r['ratio']:.3f}**{mark} [{r['ratio_min']:.3f}-{r['ratio_max']:.3f}]"
                 )
             lines.append(f"| {row['comparison']} | {target} | " + " | ".join(cells) + " |")
         lines.append("")

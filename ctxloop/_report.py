@@ -718,7 +718,7 @@ def _table(loops: Sequence[str], results: Dict[str, Dict[str, Optional[str]]]) -
     return lines
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:  # noqa: PLR0915
     """Run the report; return the exit status (0: every check passes, 1: a failure)."""
     parser = argparse.ArgumentParser(
         prog="python -m ctxloop",

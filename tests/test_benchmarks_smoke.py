@@ -78,5 +78,7 @@ def speedups_built() -> bool:
     """Whether this Python would use the compiled accelerator without CTXLOOP_NO_SPEEDUPS."""
     code = "from ctxloop._accel import speedups; print(speedups is not None)"
     env = {k: v for k, v in os.environ.items() if k != "CTXLOOP_NO_SPEEDUPS"}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(ROOT), env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=str(ROOT), env=env
+    )
     return proc.stdout.strip() == "True"

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, ClassVar, List, Tuple
 
 import pytest
 from conftest import LOOPS
@@ -113,7 +113,7 @@ def _outcome(call: Callable[[], Any]) -> Tuple[Any, ...]:
     """What a create_task call did: its error, or what the task reports once run."""
     try:
         task = call()
-    except BaseException as error:  # noqa: BLE001 - the error is the outcome
+    except BaseException as error:
         return ("raised", type(error), str(error))
     return ("task", task)
 
@@ -201,7 +201,7 @@ def test_compiled_create_task_on_with_a_factory_a_closed_loop_and_a_foreign_clas
     assert closed[0] == closed[1] == ("raised", RuntimeError, "Event loop is closed")
 
     class Instrumented(asyncio.SelectorEventLoop):  # a loop class with its own create_task
-        made: List[str] = []
+        made: ClassVar[List[str]] = []
 
         def create_task(self, coro: Any, **kwargs: Any) -> Any:
             Instrumented.made.append(coro.__qualname__)
@@ -341,7 +341,7 @@ def test_the_compiled_binding_introspects_as_its_coroutine() -> None:
     with pytest.raises(TypeError, match="a coroutine was expected, got 42"):
         _binding.bind_task(42, ctx)  # type: ignore[arg-type]
     coro = _yields_twice()
-    with pytest.raises(TypeError, match="context must be a contextvars.Context, not dict"):
+    with pytest.raises(TypeError, match=r"context must be a contextvars\.Context, not dict"):
         _binding.bind_task(coro, {})  # type: ignore[arg-type]
     coro.close()
 
