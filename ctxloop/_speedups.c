@@ -47,10 +47,11 @@
 #define HAS_AM_SEND (PY_VERSION_HEX >= 0x030A0000)
 #define BINDS_CONTEXT (PY_VERSION_HEX < 0x030B0000)    /* 3.8-3.10: Task takes no context= */
 #define ANY_KEYWORDS (PY_VERSION_HEX >= 0x030E0000)    /* 3.14+: create_task(coro, **kwargs) */
+#define NATIVE_TASK (PY_VERSION_HEX >= 0x030C0000)     /* 3.12+: ctxloop's Task is asyncio.Task itself */
 
 /* Interned names. */
 static PyObject *s_loop, *s_name, *s_context, *s_eager_start, *s__closed, *s__task_factory, *s_is_closed,
-    *s_get_task_factory, *s__source_traceback, *s_send, *s_throw, *s_close, *s_is_running;
+    *s_get_task_factory, *s__source_traceback, *s_send, *s_throw, *s_close, *s_is_running, *s_create_task;
 /* Keyword tuples for the Task call. */
 static PyObject *kw_loop, *kw_loop_name, *kw_loop_name_context;
 /* Set by setup(): the pure-Python check_task_context. */
@@ -481,6 +482,7 @@ typedef struct {
     PyObject *k_uvloop;  /* ... uvloop's */
     PyObject *task_type; /* the Task class ctxloop makes */
     PyObject *strip;     /* strip_own_frames(source_traceback) */
+    PyObject *uvloop_create_task; /* uvloop.Loop.create_task, once needed (3.12+) */
 } CreateTaskObject;
 
 #if ANY_KEYWORDS
@@ -553,6 +555,70 @@ open_without_factory(PyObject *loop, int is_asyncio)
     return none;
 }
 
+/* if task._source_traceback: strip_own_frames(task._source_traceback) (debug mode); return task (stolen) */
+static PyObject *
+stripped(CreateTaskObject *self, PyObject *task)
+{
+    if (task == NULL) {
+        return NULL;
+    }
+    PyObject *traceback = PyObject_GetAttr(task, s__source_traceback);
+    if (traceback == NULL) {
+        Py_DECREF(task);
+        return NULL;
+    }
+    if (traceback != Py_None) {
+        int truth = PyObject_IsTrue(traceback);
+        PyObject *done = truth > 0 ? PyObject_CallFunctionObjArgs(self->strip, traceback, NULL) : NULL;
+        Py_XDECREF(done);
+        if (truth < 0 || (truth > 0 && done == NULL)) {
+            Py_DECREF(traceback);
+            Py_DECREF(task);
+            return NULL;
+        }
+    }
+    Py_DECREF(traceback);
+    return task;
+}
+
+#if NATIVE_TASK
+/* 1: uvloop's loop has no task factory; 0: it has one; -1: error. */
+static int
+no_factory(PyObject *loop)
+{
+    PyObject *factory = call_method0(loop, s_get_task_factory);
+    if (factory == NULL) {
+        return -1;
+    }
+    int none = factory == Py_None;
+    Py_DECREF(factory);
+    return none;
+}
+
+static int
+find_uvloop_create_task(CreateTaskObject *self)
+{
+    /* The function ctxloop._create recognises as uvloop's: uvloop.Loop.__dict__["create_task"]. */
+    PyObject *module = PyImport_ImportModule("uvloop.loop");
+    if (module == NULL) {
+        return -1;
+    }
+    PyObject *cls = PyObject_GetAttrString(module, "Loop");
+    Py_DECREF(module);
+    if (cls == NULL) {
+        return -1;
+    }
+    PyObject *namespace = PyObject_GetAttrString(cls, "__dict__");
+    Py_DECREF(cls);
+    if (namespace == NULL) {
+        return -1;
+    }
+    self->uvloop_create_task = PyObject_GetItem(namespace, s_create_task);
+    Py_DECREF(namespace);
+    return self->uvloop_create_task == NULL ? -1 : 0;
+}
+#endif
+
 static PyObject *
 create_task_vectorcall(CreateTaskObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
@@ -609,6 +675,28 @@ create_task_vectorcall(CreateTaskObject *self, PyObject *const *args, size_t nar
         context = NULL;
     }
 
+#if NATIVE_TASK
+    /* 3.12+ on uvloop without a task factory, with no keyword but context=: the
+       Task ctxloop makes is asyncio's own, made exactly as uvloop's C create_task
+       makes it, so that method makes it (it checks that the loop is open). */
+    if (!is_asyncio && (nkw == 0 || (nkw == 1 && context != NULL))) {
+        int plain = no_factory(loop);
+        if (plain <= 0) {
+            return plain < 0 ? NULL : create_task_slow(self, args, nargsf, kwnames);
+        }
+        if (context != NULL) {
+            PyObject *checked = checked_context(context, NULL);
+            if (checked == NULL) {
+                return NULL;
+            }
+            Py_DECREF(checked);
+        }
+        if (self->uvloop_create_task == NULL && find_uvloop_create_task(self) < 0) {
+            return NULL;
+        }
+        return stripped(self, CALL(self->uvloop_create_task, args, nargsf, kwnames));
+    }
+#endif
     int plain = open_without_factory(loop, is_asyncio);
     if (plain <= 0) {
         return plain < 0 ? NULL : create_task_slow(self, args, nargsf, kwnames);
@@ -676,27 +764,7 @@ create_task_vectorcall(CreateTaskObject *self, PyObject *const *args, size_t nar
     }
     task = CALL(self->task_type, stack + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, keywords);
 #endif
-    if (task == NULL) {
-        return NULL;
-    }
-    /* if task._source_traceback: strip_own_frames(task._source_traceback) (debug mode) */
-    PyObject *traceback = PyObject_GetAttr(task, s__source_traceback);
-    if (traceback == NULL) {
-        Py_DECREF(task);
-        return NULL;
-    }
-    if (traceback != Py_None) {
-        int truth = PyObject_IsTrue(traceback);
-        PyObject *stripped = truth > 0 ? PyObject_CallFunctionObjArgs(self->strip, traceback, NULL) : NULL;
-        Py_XDECREF(stripped);
-        if (truth < 0 || (truth > 0 && stripped == NULL)) {
-            Py_DECREF(traceback);
-            Py_DECREF(task);
-            return NULL;
-        }
-    }
-    Py_DECREF(traceback);
-    return task;
+    return stripped(self, task);
 }
 
 static PyObject *
@@ -734,6 +802,7 @@ create_task_traverse(CreateTaskObject *self, visitproc visit, void *arg)
     Py_VISIT(self->k_uvloop);
     Py_VISIT(self->task_type);
     Py_VISIT(self->strip);
+    Py_VISIT(self->uvloop_create_task);
     return 0;
 }
 
@@ -746,6 +815,7 @@ create_task_clear(CreateTaskObject *self)
     Py_CLEAR(self->k_uvloop);
     Py_CLEAR(self->task_type);
     Py_CLEAR(self->strip);
+    Py_CLEAR(self->uvloop_create_task);
     return 0;
 }
 
@@ -852,7 +922,8 @@ PyInit__speedups(void)
         intern(&s__task_factory, "_task_factory") < 0 || intern(&s_is_closed, "is_closed") < 0 ||
         intern(&s_get_task_factory, "get_task_factory") < 0 ||
         intern(&s__source_traceback, "_source_traceback") < 0 || intern(&s_send, "send") < 0 ||
-        intern(&s_throw, "throw") < 0 || intern(&s_close, "close") < 0 || intern(&s_is_running, "is_running") < 0) {
+        intern(&s_throw, "throw") < 0 || intern(&s_close, "close") < 0 || intern(&s_is_running, "is_running") < 0 ||
+        intern(&s_create_task, "create_task") < 0) {
         return NULL;
     }
     kw_loop = PyTuple_Pack(1, s_loop);

@@ -217,17 +217,24 @@ def test_compiled_create_task_on_with_a_factory_a_closed_loop_and_a_foreign_clas
 
 @needs_compiled
 @pytest.mark.timeout(30)
-def test_compiled_create_task_on_strips_its_callers_frames_in_debug_mode() -> None:
-    loop = ctxloop.new_event_loop()
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_compiled_create_task_on_strips_its_callers_frames_in_debug_mode(loop_name: str) -> None:
+    loop = ctxloop.new_event_loop(loop_name)
     loop.set_debug(True)
 
     async def main() -> List[str]:
-        tasks = [ctxloop.create_task(_child()), asyncio.get_running_loop().create_task(_child())]
+        create = asyncio.get_running_loop().create_task
+        tasks = [
+            ctxloop.create_task(_child()),
+            ctxloop.create_task(_child(), context=contextvars.copy_context()),
+            create(_child()),
+            create(_child(), context=contextvars.copy_context()),  # type: ignore[call-arg]
+        ]
         await asyncio.gather(*tasks)
         return [t._source_traceback[-1].name for t in tasks]  # type: ignore[attr-defined]
 
     try:
-        assert loop.run_until_complete(main()) == ["main", "main"]
+        assert loop.run_until_complete(main()) == ["main"] * 4
     finally:
         loop.close()
 
