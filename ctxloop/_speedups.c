@@ -650,21 +650,30 @@ create_task_vectorcall(CreateTaskObject *self, PyObject *const *args, size_t nar
 #else
     PyObject *name = Py_None;
 #endif
+    int plain_keywords = 1; /* only context= and name=None (the uvloop route of 3.12+) */
     for (Py_ssize_t i = 0; i < nkw; i++) {
         PyObject *key = PyTuple_GET_ITEM(kwnames, i), *value = args[nargs + i];
         if (same_name(key, s_context)) {
             context = value;
         }
+        else if (value == Py_None && same_name(key, s_name)) {
+            /* the default */
+        }
 #if ANY_KEYWORDS
         else if (same_name(key, s_eager_start)) {
             eager = value;
+            plain_keywords = 0;
         }
         else if (same_name(key, s_loop)) {
             return create_task_slow(self, args, nargsf, kwnames); /* Task's own error */
         }
+        else {
+            plain_keywords = 0;
+        }
 #else
         else if (same_name(key, s_name)) {
             name = value;
+            plain_keywords = 0;
         }
         else {
             return create_task_slow(self, args, nargsf, kwnames); /* the signature's own error */
@@ -674,12 +683,14 @@ create_task_vectorcall(CreateTaskObject *self, PyObject *const *args, size_t nar
     if (context == Py_None) {
         context = NULL;
     }
+    (void)plain_keywords;
 
 #if NATIVE_TASK
-    /* 3.12+ on uvloop without a task factory, with no keyword but context=: the
-       Task ctxloop makes is asyncio's own, made exactly as uvloop's C create_task
-       makes it, so that method makes it (it checks that the loop is open). */
-    if (!is_asyncio && (nkw == 0 || (nkw == 1 && context != NULL))) {
+    /* 3.12+ on uvloop without a task factory, with no keyword but context= (and
+       name=None): the Task ctxloop makes is asyncio's own, made exactly as
+       uvloop's C create_task makes it, so that method makes it (it checks that
+       the loop is open). */
+    if (!is_asyncio && plain_keywords) {
         int plain = no_factory(loop);
         if (plain <= 0) {
             return plain < 0 ? NULL : create_task_slow(self, args, nargsf, kwnames);
