@@ -6,21 +6,25 @@ Run from the repository root (so that the source tree's ctxloop is measured)::
     python -m benchmarks --quick         # a tiny run (the smoke test and CI use it)
     python -m benchmarks --json out.json --loops uvloop --reps 11
 
-For each loop (asyncio's, uvloop where installed) it builds one plain loop and
-one ctxloop loop, then runs every arm once per repetition, in a rotating order,
-and reports for each comparison the median of the per-repetition ratios
-(arm / baseline of the same repetition) with their min-max, next to the target
-of SPEC.md section 5. Times are CPU time of this process (``--clock wall`` for
+Each implementation of ctxloop (compiled accelerator, pure Python) is
+measured in a process of its own (``--impl``). For each loop (asyncio's,
+uvloop where installed) it builds one plain loop, one ctxloop loop
+(``new_event_loop(name)``) and one loop passed to ``enable()``, then runs every
+arm once per repetition, in a rotating order, and reports for each comparison
+the median of the per-repetition ratios (arm / baseline of the same
+repetition) with their min-max, next to the target of docs/performance.md
+("The targets"). Times are CPU time of the process (``--clock wall`` for
 ``perf_counter``). Nothing here asserts a time: it prints what it measured.
 
-The measurements (issue 3):
+The measurements:
 
 1. create + finish N trivial tasks, gathered in batches: natively, through
    ``ctxloop.create_task(coro, context=copy_context())`` and through a ctxloop
    loop's ``create_task`` with and without ``context=``; on 3.11+ the native
    arm passes the same ``context=``.
 2. per-step cost: one task doing N ``await asyncio.sleep(0)``, natively and
-   bound to a context by ctxloop.
+   bound to a context by ctxloop; and without a context, on a ctxloop loop
+   and on a loop passed to ``enable()``.
 3. a task tree (fan-out 10, depth 4) reading and writing a contextvar at every
    node.
 4. ``isolated()`` / ``run_in_context()`` against awaiting the coroutine
@@ -60,7 +64,7 @@ copy_context = contextvars.copy_context
 gather = asyncio.gather
 sleep = asyncio.sleep
 
-# SPEC.md section 5 (and issue 3), by kind of comparison.
+# The targets of docs/performance.md, by kind of comparison.
 TARGET_CREATE = 1.10 if BACKPORT else 1.02
 TARGET_STEP = 1.03 if BACKPORT else 1.02
 TARGET_NO_CONTEXT = 1.02
