@@ -402,7 +402,6 @@ static PyTypeObject Binding_Type = {
     .tp_dealloc = (destructor)binding_dealloc,
     .tp_as_async = &binding_async,
     .tp_repr = (reprfunc)binding_repr,
-    .tp_getattro = PyObject_GenericGetAttr,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "A coroutine whose every step (send, throw, close) runs inside a Context.",
     .tp_traverse = (traverseproc)binding_traverse,
@@ -886,8 +885,8 @@ static PyTypeObject CreateTask_Type = {
     .tp_dealloc = (destructor)create_task_dealloc,
     .tp_vectorcall_offset = offsetof(CreateTaskObject, vectorcall),
     .tp_repr = (reprfunc)create_task_repr,
-    .tp_call = PyVectorcall_Call,
-    .tp_getattro = PyObject_GenericGetAttr,
+    /* tp_call, tp_getattro: set in PyInit__speedups (addresses of API
+       functions are not constant initialisers everywhere, e.g. on Windows). */
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | TPFLAGS_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
     .tp_traverse = (traverseproc)create_task_traverse,
     .tp_clear = (inquiry)create_task_clear,
@@ -943,6 +942,8 @@ PyInit__speedups(void)
     if (kw_loop == NULL || kw_loop_name == NULL || kw_loop_name_context == NULL) {
         return NULL;
     }
+    CreateTask_Type.tp_call = PyVectorcall_Call;
+    CreateTask_Type.tp_getattro = PyObject_GenericGetAttr;
     if (PyType_Ready(&CreateTask_Type) < 0) {
         return NULL;
     }
@@ -951,6 +952,7 @@ PyInit__speedups(void)
         return NULL;
     }
 #if BINDS_CONTEXT
+    Binding_Type.tp_getattro = PyObject_GenericGetAttr; /* the interpreter's fast method lookup needs exactly this */
     if (PyType_Ready(&Binding_Type) < 0) {
         Py_DECREF(module);
         return NULL;
