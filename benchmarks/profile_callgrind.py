@@ -41,24 +41,60 @@ from typing import Any, Dict, List, Optional, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# arm name -> (loop it runs on, what it measures)
+# arm name -> (loop it runs on, what it measures). A "ctxloop" loop is
+# ctxloop.new_event_loop(name): the cached subclass of the base loop class.
 ARMS = {
     "native": ("plain", "asyncio.create_task(coro[, context=copy_context() on 3.11+])"),
     "native-loop": ("plain", "plain loop.create_task(coro), no context"),
+    "native-loop-ctx": ("plain", "plain loop.create_task(coro, context=copy_context()) (3.11+)"),
     "ctxloop": ("ctxloop", "ctxloop.create_task(coro, context=copy_context()) on a ctxloop loop"),
     "ctxloop-loop-ctx": ("ctxloop", "ctxloop loop.create_task(coro, context=copy_context())"),
     "ctxloop-loop": ("ctxloop", "ctxloop loop.create_task(coro), no context"),
-    "step-native": ("plain", "one task's await sleep(0) step, native task"),
-    "step-ctxloop": ("ctxloop", "one task's await sleep(0) step, task bound with context="),
+    "uvloop-copy": ("copying", "uvloop loop with a task factory: create_task(coro, context=copy_context()) (a copy)"),
+    "step-native": ("plain", "one task's await sleep(0) step, native task [context= on 3.11+]"),
+    "step-ctxloop": ("ctxloop", "one task's await sleep(0) step, task made with context= on a ctxloop loop"),
+    "step-native-plain": ("plain", "one task's await sleep(0) step, no context, plain loop"),
+    "step-ctxloop-plain": ("ctxloop", "one task's await sleep(0) step, no context, ctxloop loop"),
 }
-CREATE_ARMS = ["native", "ctxloop", "native-loop", "ctxloop-loop-ctx", "ctxloop-loop"]
-STEP_ARMS = ["step-native", "step-ctxloop"]
-COMPARISONS = [
-    ("ctxloop", "native", "ctxloop.create_task(coro, context=ctx) vs asyncio.create_task"),
-    ("ctxloop-loop-ctx", "native-loop", "ctxloop loop.create_task(coro, context=ctx) vs base loop.create_task(coro)"),
-    ("ctxloop-loop", "native-loop", "ctxloop loop.create_task(coro) vs base loop.create_task(coro)"),
-    ("step-ctxloop", "step-native", "per sleep(0) step: bound task vs native task"),
-]
+# Arms whose figures depend on ctxloop's implementation (pure Python or compiled).
+CTXLOOP_ARMS = {"ctxloop", "ctxloop-loop-ctx", "ctxloop-loop", "step-ctxloop", "step-ctxloop-plain"}
+IMPLEMENTATIONS = ("pure", "compiled")
+
+
+def arms_for(version: Tuple[int, int], loop_name: str) -> List[str]:
+    """The arms that mean something on this Python and loop."""
+    arms = ["native", "native-loop", "ctxloop", "ctxloop-loop-ctx", "ctxloop-loop", "step-native", "step-ctxloop"]
+    if version >= (3, 11):
+        arms += ["native-loop-ctx", "step-native-plain", "step-ctxloop-plain"]
+    elif loop_name == "uvloop":
+        arms.append("uvloop-copy")
+    return arms
+
+
+def comparisons(version: Tuple[int, int]) -> List[Tuple[str, str, str, float]]:
+    """(arm, baseline, label, target) of each comparison the targets are about."""
+    if version < (3, 11):
+        return [
+            ("ctxloop", "native", "ctxloop.create_task(coro, context=ctx) vs asyncio.create_task(coro)", 1.10),
+            (
+                "ctxloop-loop-ctx",
+                "native-loop",
+                "loop.create_task(coro, context=ctx) vs base loop.create_task(coro)",
+                1.10,
+            ),
+            ("ctxloop-loop", "native-loop", "loop.create_task(coro) vs base loop.create_task(coro)", 1.02),
+            ("step-ctxloop", "step-native", "per step: task with context= vs native task", 1.03),
+            ("ctxloop-loop-ctx", "uvloop-copy", "loop.create_task(coro, context=ctx) vs uvloop's copy", 1.00),
+        ]
+    return [
+        ("ctxloop", "native", "ctxloop.create_task(coro, context=ctx) vs asyncio.create_task(coro, context=ctx)", 1.02),
+        ("ctxloop-loop-ctx", "native-loop-ctx", "loop.create_task(coro, context=ctx) vs base loop's", 1.02),
+        ("ctxloop-loop", "native-loop", "loop.create_task(coro) vs base loop.create_task(coro)", 1.02),
+        ("step-ctxloop", "step-native", "per step: task with context= vs native (context=)", 1.02),
+        ("step-ctxloop-plain", "step-native-plain", "per step: plain task, ctxloop loop vs plain loop", 1.02),
+    ]
+
+
 # Rough groups of C functions, by name, first match wins (for the summary line).
 CATEGORIES = [
     (
@@ -117,7 +153,7 @@ WARMUP = 1000
 # The workload (runs inside valgrind, or under sys.setprofile for --pycalls).
 
 
-def workload(arm: str, loop_name: str, n: int, pycalls: bool) -> None:
+def workload(arm: str, loop_name: str, n: int, pycalls: bool) -> None:  # noqa: PLR0915 - one flat script
     """Create + finish *n* tasks (or *n* steps) the way *arm* does, after a warm-up."""
     sys.path.insert(0, ROOT)
     import asyncio
@@ -136,8 +172,13 @@ def workload(arm: str, loop_name: str, n: int, pycalls: bool) -> None:
         make = uvloop.new_event_loop
     else:
         make = asyncio.SelectorEventLoop
-    on_ctxloop = ARMS[arm][0] == "ctxloop"
-    loop = ctxloop.new_event_loop(make) if on_ctxloop else make()
+    where = ARMS[arm][0]
+    if where == "ctxloop":
+        loop = ctxloop.new_event_loop(loop_name)
+    else:
+        loop = make()
+        if where == "copying":
+            loop.set_task_factory(lambda loop, coro: asyncio.Task(coro, loop=loop))
 
     async def trivial() -> None:
         pass
@@ -150,11 +191,15 @@ def workload(arm: str, loop_name: str, n: int, pycalls: bool) -> None:
     spawners = {
         "native": (asyncio.create_task, native_context),
         "native-loop": (loop.create_task, False),
+        "native-loop-ctx": (loop.create_task, True),
         "ctxloop": (ctxloop.create_task, True),
         "ctxloop-loop-ctx": (loop.create_task, True),
         "ctxloop-loop": (loop.create_task, False),
+        "uvloop-copy": (loop.create_task, True),
         "step-native": (loop.create_task, native_context),
         "step-ctxloop": (loop.create_task, True),
+        "step-native-plain": (loop.create_task, False),
+        "step-ctxloop-plain": (loop.create_task, False),
     }
     spawn, with_context = spawners[arm]
 
@@ -252,8 +297,19 @@ def parse_callgrind(path: str) -> Tuple[int, Dict[str, int], Dict[str, int]]:
     return total, self_cost, calls
 
 
-def run_valgrind(python: str, arm: str, loop_name: str, n: int, tmp: str) -> Tuple[int, Dict[str, int], Dict[str, int]]:
-    out = os.path.join(tmp, f"cg.{arm}.{loop_name}.{n}")
+def environment(impl: str) -> Dict[str, str]:
+    """The environment of a workload run with ctxloop's *impl* ("pure" or "compiled")."""
+    env = dict(os.environ, PYTHONHASHSEED="0", PYTHONMALLOC="pymalloc")
+    env.pop("CTXLOOP_NO_SPEEDUPS", None)
+    if impl == "pure":
+        env["CTXLOOP_NO_SPEEDUPS"] = "1"
+    return env
+
+
+def run_valgrind(
+    python: str, arm: str, loop_name: str, n: int, tmp: str, *, impl: str
+) -> Tuple[int, Dict[str, int], Dict[str, int]]:
+    out = os.path.join(tmp, f"cg.{arm}.{loop_name}.{n}.{impl}")
     cmd = [
         "valgrind",
         "--tool=callgrind",
@@ -269,8 +325,9 @@ def run_valgrind(python: str, arm: str, loop_name: str, n: int, tmp: str) -> Tup
         loop_name,
         str(n),
     ]
-    env = dict(os.environ, PYTHONHASHSEED="0", PYTHONMALLOC="pymalloc")
-    subprocess.run(cmd, check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        cmd, check=True, cwd=ROOT, env=environment(impl), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     return parse_callgrind(out)
 
 
@@ -287,20 +344,21 @@ def per_unit(
     }
 
 
-def pycalls(python: str, arm: str, loop_name: str, n: int) -> Dict[str, float]:
+def pycalls(python: str, arm: str, loop_name: str, n: int, impl: str) -> Dict[str, float]:
     cmd = [python, os.path.abspath(__file__), "--workload", arm, loop_name, str(n), "--pycalls"]
-    proc = subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, text=True, env=environment(impl))
     return {k: v / n for k, v in json.loads(proc.stdout).items()}
 
 
-def interpreter_info(python: str) -> Tuple[str, List[str]]:
+def interpreter_info(python: str) -> Tuple[str, List[str], bool]:
     code = (
         "import sys, platform, importlib.util as u; "
         "print(platform.python_implementation() + ' ' + platform.python_version()); "
-        "print(' '.join(['asyncio'] + (['uvloop'] if u.find_spec('uvloop') else [])))"
+        "print(' '.join(['asyncio'] + (['uvloop'] if u.find_spec('uvloop') else []))); "
+        "print(u.find_spec('ctxloop._speedups') is not None)"
     )
-    out = subprocess.run([python, "-c", code], check=True, capture_output=True, text=True).stdout.split("\n")
-    return out[0], out[1].split()
+    out = subprocess.run([python, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT).stdout.split("\n")
+    return out[0], out[1].split(), out[2] == "True"
 
 
 # --------------------------------------------------------------------------
@@ -361,14 +419,38 @@ def report_comparison(
     return lines
 
 
+def summary_table(version: Tuple[int, int], loop_name: str, per: Dict[str, Any], impls: List[str]) -> List[str]:
+    """One row per comparison: native, each implementation, their ratios, the target."""
+    head = "| comparison | native Ir | " + " | ".join(f"{impl} Ir | ratio" for impl in impls) + " | target |"
+    lines = [head, "|---|---:|" + "---:|---:|" * len(impls) + "---|"]
+    for arm, base, label, target in comparisons(version):
+        if base not in per or not any(f"{arm}/{impl}" in per for impl in impls):
+            continue
+        cells = [label, fmt(per[base]["total"])]
+        for impl in impls:
+            figure = per.get(f"{arm}/{impl}")
+            if figure is None:
+                cells += ["", ""]
+                continue
+            ratio = figure["total"] / per[base]["total"]
+            cells += [fmt(figure["total"]), f"{ratio:.3f} " + ("✓" if ratio <= target else "✗")]
+        cells.append(f"≤ {target:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--python", action="append", help="interpreter(s) to profile (default: this one)")
     parser.add_argument("--loops", nargs="*", help="loops to profile (default: every installed one)")
-    parser.add_argument("--arms", nargs="*", default=list(ARMS), help="arms to run")
+    parser.add_argument("--arms", nargs="*", help="arms to run (default: every arm that applies)")
+    parser.add_argument(
+        "--impl", nargs="*", choices=IMPLEMENTATIONS, help="ctxloop implementations (default: both where built)"
+    )
     parser.add_argument("--n1", type=int, default=1000, help="tasks (steps) in the small run")
     parser.add_argument("--n2", type=int, default=3000, help="tasks (steps) in the large run")
-    parser.add_argument("--top", type=int, default=16, help="functions listed per comparison")
+    parser.add_argument("--detail", action="store_true", help="per-function breakdown of each comparison")
+    parser.add_argument("--top", type=int, default=16, help="functions listed per comparison (--detail)")
     parser.add_argument("--json", help="write the per-task figures here")
     parser.add_argument("--workload", nargs=3, metavar=("ARM", "LOOP", "N"), help=argparse.SUPPRESS)
     parser.add_argument("--pycalls", action="store_true", help=argparse.SUPPRESS)
@@ -383,28 +465,41 @@ def main(argv: Optional[List[str]] = None) -> int:
     lines: List[str] = []
     with tempfile.TemporaryDirectory(prefix="ctxloop-callgrind-") as tmp:
         for python in pythons:
-            version, loops = interpreter_info(python)
+            label, loops, compiled = interpreter_info(python)
+            version = tuple(int(x) for x in label.split()[1].split(".")[:2])
+            impls = [i for i in (args.impl or IMPLEMENTATIONS) if i == "pure" or compiled]
             loops = [name for name in loops if not args.loops or name in args.loops]
-            results[version] = {}
+            results[label] = {}
             for loop_name in loops:
                 per: Dict[str, Any] = {}
                 py: Dict[str, Dict[str, float]] = {}
-                for arm in args.arms:
-                    print(f"{version} {loop_name} {arm} ...", file=sys.stderr, flush=True)
-                    small = run_valgrind(python, arm, loop_name, args.n1, tmp)
-                    large = run_valgrind(python, arm, loop_name, args.n2, tmp)
-                    per[arm] = per_unit(small, large, args.n2 - args.n1)
-                    py[arm] = pycalls(python, arm, loop_name, args.n1)
-                results[version][loop_name] = {"instructions": per, "pycalls": py}
-                lines += [f"#### {version}, {loop_name}", ""]
-                lines += ["| arm | instructions per task (step) |", "|---|---:|"]
-                lines += [f"| {arm}: {ARMS[arm][1]} | {fmt(per[arm]['total'])} |" for arm in args.arms]
+                arms = [a for a in arms_for(version, loop_name) if not args.arms or a in args.arms]  # type: ignore[arg-type]
+                for arm in arms:
+                    for impl in impls if arm in CTXLOOP_ARMS else impls[-1:]:
+                        key = f"{arm}/{impl}" if arm in CTXLOOP_ARMS else arm
+                        print(f"{label} {loop_name} {key} ...", file=sys.stderr, flush=True)
+                        small = run_valgrind(python, arm, loop_name, args.n1, tmp, impl=impl)
+                        large = run_valgrind(python, arm, loop_name, args.n2, tmp, impl=impl)
+                        per[key] = per_unit(small, large, args.n2 - args.n1)
+                        if args.detail:
+                            py[key] = pycalls(python, arm, loop_name, args.n1, impl)
+                results[label][loop_name] = {"instructions": per, "pycalls": py}
+                lines += [f"#### {label}, {loop_name}: instructions per task (per step for steps)", ""]
+                lines += summary_table(version, loop_name, per, impls)  # type: ignore[arg-type]
                 lines.append("")
-                for a, b, label in COMPARISONS:
-                    if a in per and b in per:
-                        lines += report_comparison(
-                            label, arm=per[a], base=per[b], py_arm=py[a], py_base=py[b], top=args.top
-                        )
+                if args.detail:
+                    for a, b, title, _ in comparisons(version):  # type: ignore[arg-type]
+                        for impl in impls:
+                            key = f"{a}/{impl}"
+                            if key in per and b in per:
+                                lines += report_comparison(
+                                    f"{title} ({impl})",
+                                    arm=per[key],
+                                    base=per[b],
+                                    py_arm=py[key],
+                                    py_base=py[b],
+                                    top=args.top,
+                                )
     print("\n".join(lines))
     if args.json:
         with open(args.json, "w") as f:

@@ -6,21 +6,25 @@ Run from the repository root (so that the source tree's ctxloop is measured)::
     python -m benchmarks --quick         # a tiny run (the smoke test and CI use it)
     python -m benchmarks --json out.json --loops uvloop --reps 11
 
-For each loop (asyncio's, uvloop where installed) it builds one plain loop and
-one ctxloop loop, then runs every arm once per repetition, in a rotating order,
-and reports for each comparison the median of the per-repetition ratios
-(arm / baseline of the same repetition) with their min-max, next to the target
-of SPEC.md section 5. Times are CPU time of this process (``--clock wall`` for
+Each implementation of ctxloop (compiled accelerator, pure Python) is
+measured in a process of its own (``--impl``). For each loop (asyncio's,
+uvloop where installed) it builds one plain loop, one ctxloop loop
+(``new_event_loop(name)``) and one loop passed to ``enable()``, then runs every
+arm once per repetition, in a rotating order, and reports for each comparison
+the median of the per-repetition ratios (arm / baseline of the same
+repetition) with their min-max, next to the target of docs/performance.md
+("The targets"). Times are CPU time of the process (``--clock wall`` for
 ``perf_counter``). Nothing here asserts a time: it prints what it measured.
 
-The measurements (issue 3):
+The measurements:
 
 1. create + finish N trivial tasks, gathered in batches: natively, through
    ``ctxloop.create_task(coro, context=copy_context())`` and through a ctxloop
    loop's ``create_task`` with and without ``context=``; on 3.11+ the native
    arm passes the same ``context=``.
 2. per-step cost: one task doing N ``await asyncio.sleep(0)``, natively and
-   bound to a context by ctxloop.
+   bound to a context by ctxloop; and without a context, on a ctxloop loop
+   and on a loop passed to ``enable()``.
 3. a task tree (fan-out 10, depth 4) reading and writing a contextvar at every
    node.
 4. ``isolated()`` / ``run_in_context()`` against awaiting the coroutine
@@ -60,10 +64,11 @@ copy_context = contextvars.copy_context
 gather = asyncio.gather
 sleep = asyncio.sleep
 
-# SPEC.md section 5 (and issue 3), by kind of comparison.
+# The targets of docs/performance.md, by kind of comparison.
 TARGET_CREATE = 1.10 if BACKPORT else 1.02
 TARGET_STEP = 1.03 if BACKPORT else 1.02
 TARGET_NO_CONTEXT = 1.02
+TARGET_STEP_PLAIN = TARGET_STEP  # a task without context= on a ctxloop loop
 TARGET_UVLOOP_COPY = 1.00
 
 
@@ -221,8 +226,13 @@ def build(loop_name: str, sizes: Sizes, clock: Callable[[], float]) -> Tuple[Lis
     """The arms to interleave and the rows to report, for one loop kind."""
     make = base_factory(loop_name)
     plain = make()
-    ctx_loop = ctxloop.new_event_loop(make)
-    loops: List[Any] = [plain, ctx_loop]
+    # What users get: ctxloop.new_event_loop("asyncio" / "uvloop") is an
+    # instance of a cached subclass of the base class (only create_task
+    # differs); a loop made elsewhere and passed to enable() gets create_task
+    # as an instance attribute instead (measured as information).
+    ctx_loop = ctxloop.new_event_loop(loop_name)
+    enabled = ctxloop.enable(make())
+    loops: List[Any] = [plain, ctx_loop, enabled]
     s = sizes
     arms: List[Arm] = []
 
@@ -258,6 +268,14 @@ def build(loop_name: str, sizes: Sizes, clock: Callable[[], float]) -> Tuple[Lis
     )
     arm("native steps", plain, lambda: native_steps(plain.create_task, s.steps, clock))
     arm("ctxloop steps(ctx)", ctx_loop, lambda: steps_with_context(ctx_loop.create_task, s.steps, clock))
+    arm("native steps()", plain, lambda: steps_no_context(plain.create_task, s.steps, clock))
+    arm("ctxloop loop steps()", ctx_loop, lambda: steps_no_context(ctx_loop.create_task, s.steps, clock))
+    arm("enabled loop steps()", enabled, lambda: steps_no_context(enabled.create_task, s.steps, clock))
+    arm(
+        "enabled loop.create_task()",
+        enabled,
+        lambda: create_no_context(enabled.create_task, s.create, s.batch, clock),
+    )
     arm("native tree", plain, lambda: native_tree(asyncio.create_task, s.depth, clock))
     arm("native tree()", plain, lambda: tree_no_context(asyncio.create_task, s.depth, clock))
     arm("ctxloop tree(ctx)", ctx_loop, lambda: tree_with_context(ctxloop.create_task, s.depth, clock))
@@ -315,6 +333,33 @@ def build(loop_name: str, sizes: Sizes, clock: Callable[[], float]) -> Tuple[Lis
             s.steps,
             "step",
             TARGET_STEP,
+        ),
+        Row(
+            "step",
+            "one task's sleep(0) step on a ctxloop loop vs a plain loop, no context",
+            "ctxloop loop steps()",
+            "native steps()",
+            s.steps,
+            "step",
+            TARGET_STEP_PLAIN,
+        ),
+        Row(
+            "enabled",
+            "a loop passed to enable(): create_task(coro) vs the base loop's, no context",
+            "enabled loop.create_task()",
+            "native loop.create_task()",
+            tasks,
+            "task",
+            None,
+        ),
+        Row(
+            "enabled",
+            "a loop passed to enable(): sleep(0) step vs a plain loop, no context",
+            "enabled loop steps()",
+            "native steps()",
+            s.steps,
+            "step",
+            None,
         ),
         Row(
             "tree",
@@ -474,7 +519,7 @@ def collected_per(loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, Non
 def memory(loop_name: str, sizes: Sizes) -> Dict[str, Any]:
     make = base_factory(loop_name)
     plain = make()
-    loop = ctxloop.new_event_loop(make)
+    loop = ctxloop.new_event_loop(loop_name)
     batch = 1000 if sizes.memory >= 100_000 else 100
     try:
         loop.run_until_complete(finish_tasks(sizes.warmup, batch))
@@ -550,60 +595,56 @@ def _mib(value: Optional[int]) -> str:
     return "n/a" if value is None else f"{value / 2**20:+.2f} MiB"
 
 
+def _verdict(row: Dict[str, Any]) -> str:
+    if row["target"] is None:
+        return "(info)"
+    return ("meets" if row["meets"] else "MISSES") + f" <= {row['target']:.2f}"
+
+
 def print_report(result: Dict[str, Any]) -> None:
+    """The table of every comparison per loop: one column group per implementation."""
     print(f"ctxloop {result['ctxloop']} ({result['ctxloop_path']}) on {result['python']}, {result['machine']}")
     print(f"clock: {result['clock']}, {result['reps']} repetitions, arms interleaved; ratio = median [min-max]")
-    for loop_name, data in result["loops"].items():
-        version = data.get("version")
+    impls = result["implementations"]
+    for impl, data in impls.items():
+        print(f"{impl}: {data['implementation']}")
+    first = next(iter(impls.values()))
+    for loop_name, loop_data in first["loops"].items():
+        version = loop_data.get("version")
         print()
         print(f"## {loop_name}" + (f" {version}" if version else ""))
-        width = max(len(r["comparison"]) for r in data["rows"])
-        print(f"{'comparison':<{width}}  {'ctxloop':>10}  {'native':>10}  {'ratio':>23}  target")
-        for r in data["rows"]:
-            unit = f"ns/{r['unit']}"
-            spread = f"{r['ratio']:.3f} [{r['ratio_min']:.3f}-{r['ratio_max']:.3f}]"
-            if r["target"] is None:
-                verdict = "(info)"
-            else:
-                verdict = f"<= {r['target']:.2f} " + ("meets" if r["meets"] else "MISSES")
-            print(
-                f"{r['comparison']:<{width}}  {r['arm_ns']:>10.0f}  {r['baseline_ns']:>10.0f}  {spread:>23}  {verdict}"
-                f"  ({unit})"
-            )
-        mem = data.get("memory")
-        if mem:
-            print(
-                f"memory: {mem['tasks']:,} finished tasks with context= in {mem['seconds']:.1f}s: "
-                f"RSS {_mib(mem['rss_delta'])}; tracemalloc over {mem['traced_tasks']:,}: "
-                f"{_mib(mem['traced_delta'])}; cycle collector frees {mem['cycles_freed']} objects "
-                f"per {mem['cycle_tasks']:,} tasks (native: {mem['native_cycles_freed']}; target 0)"
-            )
+        width = max(len(r["comparison"]) for r in loop_data["rows"])
+        header = f"{'comparison':<{width}}"
+        for impl in impls:
+            header += f"  | {impl + ': ctxloop':>18} {'native':>8} {'ratio':>23} {'verdict':<15}"
+        print(header)
+        for index, row in enumerate(loop_data["rows"]):
+            line = f"{row['comparison']:<{width}}"
+            for data in impls.values():
+                r = data["loops"][loop_name]["rows"][index]
+                spread = f"{r['ratio']:.3f} [{r['ratio_min']:.3f}-{r['ratio_max']:.3f}]"
+                line += f"  | {r['arm_ns']:>18.0f} {r['baseline_ns']:>8.0f} {spread:>23} {_verdict(r):<15}"
+            print(line + f"  (ns/{row['unit']})")
+        for impl, data in impls.items():
+            mem = data["loops"][loop_name].get("memory")
+            if mem:
+                print(
+                    f"memory ({impl}): {mem['tasks']:,} finished tasks with context= in {mem['seconds']:.1f}s: "
+                    f"RSS {_mib(mem['rss_delta'])}; tracemalloc over {mem['traced_tasks']:,}: "
+                    f"{_mib(mem['traced_delta'])}; cycle collector frees {mem['cycles_freed']} objects "
+                    f"per {mem['cycle_tasks']:,} tasks (native: {mem['native_cycles_freed']}; target 0)"
+                )
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a tiny run (smoke test, CI)")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    parser.add_argument("--reps", type=int, default=None, help="repetitions (default 9; 3 with --quick)")
-    parser.add_argument("--loops", default=None, help="comma-separated loops (default: every installed one)")
-    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="process_time or perf_counter")
-    parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
-    args = parser.parse_args(argv)
+def measure_here(args: argparse.Namespace) -> Dict[str, Any]:
+    """Every loop's rows (and memory), with the implementation this process imported."""
+    from ctxloop._accel import implementation
 
     sizes = Sizes(args.quick)
     reps = args.reps if args.reps is not None else (3 if args.quick else 9)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     loops = args.loops.split(",") if args.loops else installed_loops()
-    result: Dict[str, Any] = {
-        "python": python_label(),
-        "ctxloop": ctxloop.__version__,
-        "ctxloop_path": os.path.dirname(ctxloop.__file__),
-        "machine": machine(),
-        "clock": "process_time" if args.clock == "cpu" else "perf_counter",
-        "reps": reps,
-        "quick": args.quick,
-        "loops": {},
-    }
+    out: Dict[str, Any] = {"implementation": implementation(), "reps": reps, "loops": {}}
     for loop_name in loops:
         arms, rows, made = build(loop_name, sizes, clock)
         try:
@@ -619,8 +660,93 @@ def main(argv: Optional[List[str]] = None) -> int:
         data: Dict[str, Any] = {"version": version, "rows": summarise(rows, times), "times": times}
         if not args.no_memory:
             data["memory"] = memory(loop_name, sizes)
-        result["loops"][loop_name] = data
+        out["loops"][loop_name] = data
+    return out
+
+
+def measure_in_subprocess(impl: str, argv: List[str]) -> Dict[str, Any]:
+    """Run this benchmark in a fresh interpreter with ctxloop's *impl* ("compiled" or "pure")."""
+    import subprocess
+    import tempfile
+
+    env = dict(os.environ)
+    env.pop("CTXLOOP_NO_SPEEDUPS", None)
+    if impl == "pure":
+        env["CTXLOOP_NO_SPEEDUPS"] = "1"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with tempfile.TemporaryDirectory(prefix="ctxloop-bench-") as tmp:
+        path = os.path.join(tmp, "out.json")
+        command = [sys.executable, "-m", "benchmarks", *argv, "--impl", "here", "--json", path]
+        subprocess.run(command, check=True, cwd=root, env=env, stdout=subprocess.DEVNULL)
+        with open(path) as f:
+            return json.load(f)["implementations"]["here"]  # type: ignore[no-any-return]
+
+
+def _without(argv: List[str], option: str) -> List[str]:
+    out, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == option:
+            skip = True
+        elif not item.startswith(option + "="):
+            out.append(item)
+    return out
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a tiny run (smoke test, CI)")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--reps", type=int, default=None, help="repetitions (default 9; 3 with --quick)")
+    parser.add_argument("--loops", default=None, help="comma-separated loops (default: every installed one)")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="process_time or perf_counter")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
+    parser.add_argument(
+        "--impl",
+        choices=("both", "compiled", "pure", "here"),
+        default="both",
+        help="ctxloop's implementation(s) to measure, each in its own process (default: both where the "
+        "accelerator is built); 'here' measures this process as imported",
+    )
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="also count instructions per task and per step under valgrind (slow; see profile_callgrind.py)",
+    )
+    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    child_argv = _without(_without(_without(argv, "--json"), "--impl"), "--callgrind")
+
+    result: Dict[str, Any] = {
+        "python": python_label(),
+        "ctxloop": ctxloop.__version__,
+        "ctxloop_path": os.path.dirname(ctxloop.__file__),
+        "machine": machine(),
+        "clock": "process_time" if args.clock == "cpu" else "perf_counter",
+        "quick": args.quick,
+        "implementations": {},
+    }
+    if args.impl == "here":
+        result["implementations"]["here"] = measure_here(args)
+    else:
+        impls = ["compiled", "pure"] if args.impl == "both" else [args.impl]
+        for impl in impls:
+            data = measure_in_subprocess(impl, child_argv)
+            if impl == "compiled" and data["implementation"].startswith("pure"):
+                if args.impl == "compiled":
+                    raise SystemExit(f"the compiled accelerator is not in use: {data['implementation']}")
+                continue  # not built for this Python (or PyPy): pure Python only
+            result["implementations"][impl] = data
+    result["reps"] = next(iter(result["implementations"].values()))["reps"]
     print_report(result)
+    if args.callgrind:
+        from benchmarks import profile_callgrind
+
+        print()
+        profile_callgrind.main(
+            ["--python", sys.executable, *(["--json", args.json + ".callgrind"] if args.json else [])]
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -119,8 +119,13 @@ class TaskCoroutine(ContextBound):
     __slots__ = ()
 
 
+_compiled_binding: Any = None  # the compiled TaskCoroutine, when in use (see the end of this module)
+
+
 def bind(cls: Any, coro: Any, context: contextvars.Context) -> Any:
     """A binding of class *cls* stepping *coro* inside *context* (no checks)."""
+    if cls is _compiled_binding:
+        return cls(coro, context)
     bound = _new(cls)
     bound._coro = coro
     bound._context = context
@@ -194,3 +199,16 @@ def isolated(coro: Coroutine[Any, Any, _T]) -> Awaitable[_T]:
     the caller: ``run_in_context(contextvars.copy_context(), coro)``.
     """
     return _awaitable(coro, contextvars.copy_context())
+
+
+# --- optional accelerator (ctxloop/_speedups.c; chosen once in _accel.py) ---
+# 3.8-3.10: the binding a Task steps is a compiled type (its send enters the
+# context around the coroutine's own; on 3.10 it has am_send), and bind_task
+# is compiled; the pure classes above stay for run_in_context()/isolated().
+from ._accel import speedups as _speedups  # noqa: E402 - after what it replaces
+
+_PureTaskCoroutine, _pure_bind_task = TaskCoroutine, bind_task
+if _speedups is not None and hasattr(_speedups, "TaskCoroutine"):
+    TaskCoroutine = _compiled_binding = _speedups.TaskCoroutine  # type: ignore[misc]
+    collections.abc.Coroutine.register(TaskCoroutine)
+    bind_task = _speedups.bind_task

@@ -143,3 +143,14 @@ def _entered_task_context(context: contextvars.Context, eager: bool) -> contextv
         "context.run(...), or another thread is running in it), so it would still be entered when the "
         "task's first step runs and the task could never run; pass contextvars.copy_context() instead"
     )
+
+
+# --- optional accelerator (ctxloop/_speedups.c; chosen once in _accel.py) ---
+# The compiled check returns an unentered Context at once and hands every
+# other case (a non-Context, an entered Context) to the function above.
+from ._accel import speedups as _speedups  # noqa: E402 - after what it falls back to
+
+_pure_check_task_context = check_task_context
+if _speedups is not None:
+    _speedups.setup(check_task_context=_pure_check_task_context)
+    check_task_context = _speedups.check_task_context

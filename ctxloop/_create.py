@@ -294,3 +294,14 @@ else:
         the task first runs raises ``RuntimeError``, here, at creation.
         """
         return create_task_on(_get_running_loop(), coro, name=name, context=context)
+
+
+# --- optional accelerator (ctxloop/_speedups.c; chosen once in _accel.py) ---
+# create_task_on becomes a compiled callable that binds as a method (a ctxloop
+# loop's create_task): for a loop whose create_task is asyncio's or uvloop's,
+# with no task factory and the keywords above, it does in C what the function
+# above does; every other call is handed to that function, unchanged.
+from ._accel import speedups as _speedups  # noqa: E402 - after what it wraps
+
+if _speedups is not None:
+    create_task_on = _speedups.CreateTask(create_task_on, _kinds, _ASYNCIO, _UVLOOP, _Task, strip_own_frames)

@@ -27,6 +27,7 @@ import threading
 import time
 from typing import Any, Callable, Coroutine, Dict, List, Optional, Sequence, Tuple, Type, TypeVar
 
+from ._accel import implementation
 from ._create import create_task
 from ._loop import resolve_base
 from ._runner import run
@@ -717,7 +718,7 @@ def _table(loops: Sequence[str], results: Dict[str, Dict[str, Optional[str]]]) -
     return lines
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:  # noqa: PLR0915
     """Run the report; return the exit status (0: every check passes, 1: a failure)."""
     parser = argparse.ArgumentParser(
         prog="python -m ctxloop",
@@ -783,6 +784,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0 if passed else 1
 
     print(f"ctxloop {__version__} on {_python()} ({sys.platform}): N1-N6 and S1-S7 on {', '.join(loops)}")
+    print(f"implementation: {implementation()}")
     print()
     for line in _table(loops, results):
         print(line)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -41,22 +42,43 @@ def test_quick_benchmark_runs_and_reports_every_measurement(tmp_path: Path) -> N
     # The ctxloop under test was measured: the tree's own, or the installed one when the tree has none.
     assert Path(result["ctxloop_path"]).resolve() == Path(ctxloop.__file__).resolve().parent
     assert result["quick"] is True
-    assert "asyncio" in result["loops"]
-    for loop_name, data in result["loops"].items():
-        groups = {row["group"] for row in data["rows"]}
-        expected = {"create", "step", "tree", "inline"}
-        if loop_name == "uvloop" and sys.version_info < (3, 11):
-            expected.add("uvloop")
-        assert groups == expected, loop_name
-        for row in data["rows"]:
-            for key in ("arm_ns", "baseline_ns", "ratio", "ratio_min", "ratio_max"):
-                assert math.isfinite(row[key]) and row[key] > 0, (loop_name, row)
-            assert row["ratio_min"] <= row["ratio"] <= row["ratio_max"]
-            assert len(data["times"][row["arm"]]) == result["reps"]
-            # The table printed is the data written.
-            assert row["comparison"] in proc.stdout
-        memory = data["memory"]
-        assert memory["tasks"] > 0 and memory["cycle_tasks"] > 0
-        if sys.implementation.name == "cpython":
-            assert isinstance(memory["cycles_freed"], int)
-            assert isinstance(memory["traced_delta"], int)
+    impls = result["implementations"]
+    # Pure Python always; the compiled accelerator too wherever it is built.
+    assert "pure" in impls and impls["pure"]["implementation"].startswith("pure Python")
+    compiled = speedups_built()
+    assert ("compiled" in impls) is compiled
+    if compiled:
+        assert impls["compiled"]["implementation"].startswith("compiled accelerator")
+    for impl, measured in impls.items():
+        assert "asyncio" in measured["loops"]
+        for loop_name, data in measured["loops"].items():
+            section = proc.stdout.split(f"## {loop_name}")[1].split("\n## ")[0]
+            groups = {row["group"] for row in data["rows"]}
+            expected = {"create", "step", "enabled", "tree", "inline"}
+            if loop_name == "uvloop" and sys.version_info < (3, 11):
+                expected.add("uvloop")
+            assert groups == expected, (impl, loop_name)
+            for row in data["rows"]:
+                for key in ("arm_ns", "baseline_ns", "ratio", "ratio_min", "ratio_max"):
+                    assert math.isfinite(row[key]) and row[key] > 0, (impl, loop_name, row)
+                assert row["ratio_min"] <= row["ratio"] <= row["ratio_max"]
+                assert len(data["times"][row["arm"]]) == result["reps"]
+                # The table printed is the data written, with a verdict where there is a target.
+                line = next(line for line in section.splitlines() if line.startswith(row["comparison"] + " "))
+                assert (row["target"] is None) == ("(info)" in line)
+                assert f"{row['ratio']:.3f}" in line
+            memory = data["memory"]
+            assert memory["tasks"] > 0 and memory["cycle_tasks"] > 0
+            if sys.implementation.name == "cpython":
+                assert isinstance(memory["cycles_freed"], int)
+                assert isinstance(memory["traced_delta"], int)
+
+
+def speedups_built() -> bool:
+    """Whether this Python would use the compiled accelerator without CTXLOOP_NO_SPEEDUPS."""
+    code = "from ctxloop._accel import speedups; print(speedups is not None)"
+    env = {k: v for k, v in os.environ.items() if k != "CTXLOOP_NO_SPEEDUPS"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=str(ROOT), env=env
+    )
+    return proc.stdout.strip() == "True"

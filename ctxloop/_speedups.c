@@ -1,0 +1,974 @@
+/* ctxloop._speedups: the optional compiled half of ctxloop's hot path.
+ *
+ * Never required: ctxloop/_accel.py imports it once (unless the environment
+ * variable CTXLOOP_NO_SPEEDUPS is set, or on PyPy) and every pure-Python
+ * module keeps its own implementation, which this module falls back to for
+ * anything but the common case. Public C API only, plus two functions CPython
+ * exports for exactly this use on the Pythons that have them and that no
+ * longer change (3.8-3.10): _PyGen_Send (3.8/3.9) and
+ * _PyGen_SetStopIterationValue (3.8-3.10). No private structure is read.
+ *
+ * What it provides:
+ *
+ * CreateTask(pure, kinds, asyncio, uvloop, task_type, strip)
+ *     A callable that is ``create_task_on(loop, coro, ...)`` and binds as a
+ *     method (a method descriptor, like a Python function): it is what a
+ *     ctxloop loop's ``create_task`` is. For a loop whose ``create_task`` is
+ *     asyncio's or uvloop's, without a task factory and with the keywords of
+ *     the Python's own signature, it does in C what the pure-Python function
+ *     does; anything else calls *pure*, the pure-Python function itself.
+ * check_task_context(context, eager=False)
+ *     S6/S7: an exact Context that is not entered is returned at once; the
+ *     rest goes to the pure-Python check, set by setup().
+ * TaskCoroutine, bind_task(coro, context)  (used on 3.8-3.10)
+ *     The binding a Task steps so that every step runs inside *context*:
+ *     send/throw/close enter the context around the coroutine's own, and on
+ *     3.10 the type has am_send, so asyncio's C Task steps it with no method
+ *     lookup and no StopIteration.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <stddef.h>
+
+#if PY_VERSION_HEX < 0x03080000
+#error "ctxloop._speedups needs CPython 3.8 or later"
+#endif
+
+#if PY_VERSION_HEX < 0x03090000
+#define CALL _PyObject_Vectorcall
+#define TPFLAGS_VECTORCALL _Py_TPFLAGS_HAVE_VECTORCALL
+#else
+#define CALL PyObject_Vectorcall
+#define TPFLAGS_VECTORCALL Py_TPFLAGS_HAVE_VECTORCALL
+#endif
+
+#define HAS_AM_SEND (PY_VERSION_HEX >= 0x030A0000)
+#define BINDS_CONTEXT (PY_VERSION_HEX < 0x030B0000)    /* 3.8-3.10: Task takes no context= */
+#define ANY_KEYWORDS (PY_VERSION_HEX >= 0x030E0000)    /* 3.14+: create_task(coro, **kwargs) */
+#define NATIVE_TASK (PY_VERSION_HEX >= 0x030C0000)     /* 3.12+: ctxloop's Task is asyncio.Task itself */
+
+/* Interned names. */
+static PyObject *s_loop, *s_name, *s_context, *s_eager_start, *s__closed, *s__task_factory, *s_is_closed,
+    *s_get_task_factory, *s__source_traceback, *s_send, *s_throw, *s_close, *s_is_running, *s_create_task;
+/* Keyword tuples for the Task call. */
+static PyObject *kw_loop, *kw_loop_name, *kw_loop_name_context;
+/* Set by setup(): the pure-Python check_task_context. */
+static PyObject *pure_check_task_context;
+
+static PyObject *
+call_method0(PyObject *obj, PyObject *name)
+{
+#if PY_VERSION_HEX >= 0x03090000
+    return PyObject_VectorcallMethod(name, &obj, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+#else
+    return PyObject_CallMethodObjArgs(obj, name, NULL);
+#endif
+}
+
+static int
+same_name(PyObject *key, PyObject *name)
+{
+    /* Keywords of a call site are interned, like *name*: identity first. */
+    return key == name || (PyUnicode_Check(key) && PyUnicode_Compare(key, name) == 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* S6/S7 */
+
+/* 0: *context* can be entered now; 1: it is entered (in this thread or another); -1: error. */
+static int
+context_entered(PyObject *context)
+{
+    if (PyContext_Enter(context) < 0) {
+        if (PyErr_ExceptionMatches(PyExc_RuntimeError)) {
+            PyErr_Clear();
+            return 1;
+        }
+        return -1;
+    }
+    return PyContext_Exit(context) < 0 ? -1 : 0;
+}
+
+/* check_task_context(context, eager): a new reference to *context*, or NULL with the error set.
+ * *eager* may be NULL (False). */
+static PyObject *
+checked_context(PyObject *context, PyObject *eager)
+{
+    if (PyContext_CheckExact(context)) {
+        int entered = context_entered(context);
+        if (entered == 0) {
+            Py_INCREF(context);
+            return context;
+        }
+        if (entered < 0) {
+            return NULL;
+        }
+    }
+    /* Not a Context (TypeError), or entered: the pure-Python check decides. */
+    if (pure_check_task_context == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "ctxloop._speedups.setup() was not called");
+        return NULL;
+    }
+    PyObject *args[3] = {NULL, context, eager != NULL ? eager : Py_False};
+    return CALL(pure_check_task_context, args + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+static PyObject *
+check_task_context(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (kwnames == NULL && (nargs == 1 || nargs == 2)) {
+        return checked_context(args[0], nargs == 2 ? args[1] : NULL);
+    }
+    if (pure_check_task_context == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "ctxloop._speedups.setup() was not called");
+        return NULL;
+    }
+    return CALL(pure_check_task_context, args, (size_t)nargs, kwnames);
+}
+
+static PyObject *
+setup(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"check_task_context", NULL};
+    PyObject *check;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$O:setup", keywords, &check)) {
+        return NULL;
+    }
+    Py_INCREF(check);
+    Py_XSETREF(pure_check_task_context, check);
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------------ */
+/* TaskCoroutine: a coroutine bound to a Context (3.8-3.10) */
+
+#if BINDS_CONTEXT
+
+/* Imported when first needed: asyncio.iscoroutine, ctxloop._binding._awaitable. */
+static PyObject *asyncio_iscoroutine, *binding_awaitable;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *coro;
+    PyObject *context;
+} BindingObject;
+
+static PyTypeObject Binding_Type;
+
+static PyObject *
+make_binding(PyObject *coro, PyObject *context)
+{
+    BindingObject *self = PyObject_GC_New(BindingObject, &Binding_Type);
+    if (self == NULL) {
+        return NULL;
+    }
+    Py_INCREF(coro);
+    self->coro = coro;
+    Py_INCREF(context);
+    self->context = context;
+    PyObject_GC_Track(self);
+    return (PyObject *)self;
+}
+
+static PyObject *
+binding_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *coro, *context;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_SetString(PyExc_TypeError, "TaskCoroutine() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "TaskCoroutine", 2, 2, &coro, &context)) {
+        return NULL;
+    }
+    if (!PyContext_CheckExact(context)) {
+        PyErr_Format(PyExc_TypeError, "context must be a contextvars.Context, not %.200s", Py_TYPE(context)->tp_name);
+        return NULL;
+    }
+    return make_binding(coro, context);
+}
+
+static int
+binding_traverse(BindingObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->coro);
+    Py_VISIT(self->context);
+    return 0;
+}
+
+static int
+binding_clear(BindingObject *self)
+{
+    Py_CLEAR(self->coro);
+    Py_CLEAR(self->context);
+    return 0;
+}
+
+static void
+binding_dealloc(BindingObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    binding_clear(self);
+    PyObject_GC_Del(self);
+}
+
+/* coro.send(value), with the coroutine's own result protocol (StopIteration on return). */
+static PyObject *
+coro_send(PyObject *coro, PyObject *value)
+{
+#if HAS_AM_SEND
+    if (PyCoro_CheckExact(coro) || PyGen_CheckExact(coro)) {
+        PyObject *result;
+        PySendResult status = PyIter_Send(coro, value, &result);
+        if (status == PYGEN_RETURN) {
+            if (result == Py_None) {
+                PyErr_SetNone(PyExc_StopIteration);
+            }
+            else {
+                _PyGen_SetStopIterationValue(result);
+            }
+            Py_DECREF(result);
+            return NULL;
+        }
+        return status == PYGEN_NEXT ? result : NULL;
+    }
+#else
+    if (PyCoro_CheckExact(coro) || PyGen_CheckExact(coro)) {
+        return _PyGen_Send((PyGenObject *)coro, value);
+    }
+#endif
+    return PyObject_CallMethodObjArgs(coro, s_send, value, NULL);
+}
+
+static PyObject *
+binding_send(BindingObject *self, PyObject *value)
+{
+    if (PyContext_Enter(self->context) < 0) {
+        return NULL;
+    }
+    PyObject *result = coro_send(self->coro, value);
+    if (PyContext_Exit(self->context) < 0) {
+        Py_XDECREF(result);
+        return NULL;
+    }
+    return result;
+}
+
+#if HAS_AM_SEND
+static PySendResult
+binding_am_send(BindingObject *self, PyObject *value, PyObject **result)
+{
+    if (PyContext_Enter(self->context) < 0) {
+        *result = NULL;
+        return PYGEN_ERROR;
+    }
+    PySendResult status = PyIter_Send(self->coro, value, result);
+    if (PyContext_Exit(self->context) < 0) {
+        Py_CLEAR(*result);
+        return PYGEN_ERROR;
+    }
+    return status;
+}
+#endif
+
+static PyObject *
+binding_throw(BindingObject *self, PyObject *args)
+{
+    PyObject *throw = PyObject_GetAttr(self->coro, s_throw);
+    if (throw == NULL) {
+        return NULL;
+    }
+    if (PyContext_Enter(self->context) < 0) {
+        Py_DECREF(throw);
+        return NULL;
+    }
+    PyObject *result = PyObject_Call(throw, args, NULL);
+    Py_DECREF(throw);
+    if (PyContext_Exit(self->context) < 0) {
+        Py_XDECREF(result);
+        return NULL;
+    }
+    return result;
+}
+
+static PyObject *
+binding_close(BindingObject *self, PyObject *unused)
+{
+    if (PyContext_Enter(self->context) < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_RuntimeError)) {
+            return NULL;
+        }
+        /* Entered elsewhere: close where we are, as a native coroutine's
+           finaliser would, rather than not at all. */
+        PyErr_Clear();
+        return call_method0(self->coro, s_close);
+    }
+    PyObject *result = call_method0(self->coro, s_close);
+    if (PyContext_Exit(self->context) < 0) {
+        Py_XDECREF(result);
+        return NULL;
+    }
+    return result;
+}
+
+static PyObject *
+binding_await(BindingObject *self)
+{
+    /* ctxloop._binding._awaitable(coro, context).__await__(), as the pure class does. */
+    if (binding_awaitable == NULL) {
+        PyObject *module = PyImport_ImportModule("ctxloop._binding");
+        if (module == NULL) {
+            return NULL;
+        }
+        binding_awaitable = PyObject_GetAttrString(module, "_awaitable");
+        Py_DECREF(module);
+        if (binding_awaitable == NULL) {
+            return NULL;
+        }
+    }
+    PyObject *awaitable = PyObject_CallFunctionObjArgs(binding_awaitable, self->coro, self->context, NULL);
+    if (awaitable == NULL) {
+        return NULL;
+    }
+    PyObject *iterator = PyObject_CallMethod(awaitable, "__await__", NULL);
+    Py_DECREF(awaitable);
+    return iterator;
+}
+
+static PyObject *
+binding_await_method(BindingObject *self, PyObject *unused)
+{
+    return binding_await(self);
+}
+
+static PyObject *
+binding_repr(BindingObject *self)
+{
+    return PyUnicode_FromFormat("<TaskCoroutine %R in %R>", self->coro, self->context);
+}
+
+/* What the pure class forwards through __getattr__ and anything reads:
+ * asyncio's repr and get_stack(), inspect, tracebacks. */
+static PyObject *
+binding_forward(BindingObject *self, void *name)
+{
+    return PyObject_GetAttrString(self->coro, (const char *)name);
+}
+
+#define FORWARD(name) {name, (getter)binding_forward, NULL, NULL, name}
+
+static PyGetSetDef binding_getset[] = {
+    FORWARD("cr_await"),
+    FORWARD("cr_code"),
+    FORWARD("cr_frame"),
+    FORWARD("cr_origin"),
+    FORWARD("cr_running"),
+    FORWARD("gi_code"),
+    FORWARD("gi_frame"),
+    FORWARD("gi_running"),
+    FORWARD("gi_yieldfrom"),
+    FORWARD("__name__"),
+    FORWARD("__qualname__"),
+    {NULL},
+};
+
+static PyMemberDef binding_members[] = {
+    {"_coro", T_OBJECT_EX, offsetof(BindingObject, coro), READONLY, "the coroutine"},
+    {"_context", T_OBJECT_EX, offsetof(BindingObject, context), READONLY, "the Context every step runs in"},
+    {NULL},
+};
+
+static PyMethodDef binding_methods[] = {
+    {"send", (PyCFunction)binding_send, METH_O, "Step the coroutine inside the context."},
+    {"throw", (PyCFunction)binding_throw, METH_VARARGS, "Throw into the coroutine inside the context."},
+    {"close", (PyCFunction)binding_close, METH_NOARGS, "Close the coroutine inside the context."},
+    {"__await__", (PyCFunction)binding_await_method, METH_NOARGS, "Await the coroutine inline, in the context."},
+    {NULL},
+};
+
+static PyAsyncMethods binding_async = {
+    .am_await = (unaryfunc)binding_await,
+#if HAS_AM_SEND
+    .am_send = (sendfunc)binding_am_send,
+#endif
+};
+
+static PyTypeObject Binding_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "ctxloop._speedups.TaskCoroutine",
+    .tp_basicsize = sizeof(BindingObject),
+    .tp_dealloc = (destructor)binding_dealloc,
+    .tp_as_async = &binding_async,
+    .tp_repr = (reprfunc)binding_repr,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "A coroutine whose every step (send, throw, close) runs inside a Context.",
+    .tp_traverse = (traverseproc)binding_traverse,
+    .tp_clear = (inquiry)binding_clear,
+    .tp_iter = (getiterfunc)binding_await,
+    .tp_methods = binding_methods,
+    .tp_members = binding_members,
+    .tp_getset = binding_getset,
+    .tp_new = binding_new,
+};
+
+static int
+is_coroutine(PyObject *coro)
+{
+    if (PyCoro_CheckExact(coro)) {
+        return 1;
+    }
+    if (asyncio_iscoroutine == NULL) {
+        PyObject *asyncio = PyImport_ImportModule("asyncio");
+        if (asyncio == NULL) {
+            return -1;
+        }
+        asyncio_iscoroutine = PyObject_GetAttrString(asyncio, "iscoroutine");
+        Py_DECREF(asyncio);
+        if (asyncio_iscoroutine == NULL) {
+            return -1;
+        }
+    }
+    PyObject *result = PyObject_CallFunctionObjArgs(asyncio_iscoroutine, coro, NULL);
+    if (result == NULL) {
+        return -1;
+    }
+    int is = PyObject_IsTrue(result);
+    Py_DECREF(result);
+    return is;
+}
+
+/* bind_task(coro, context): the checks of S6/S7, then the binding. */
+static PyObject *
+bind_task_impl(PyObject *coro, PyObject *context)
+{
+    PyObject *checked = checked_context(context, NULL);
+    if (checked == NULL) {
+        return NULL;
+    }
+    Py_DECREF(checked);
+    int is = is_coroutine(coro);
+    if (is <= 0) {
+        if (is == 0) {
+            PyErr_Format(PyExc_TypeError, "a coroutine was expected, got %R", coro);
+        }
+        return NULL;
+    }
+    return make_binding(coro, context);
+}
+
+static PyObject *
+bind_task(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "bind_task() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    return bind_task_impl(args[0], args[1]);
+}
+#endif /* BINDS_CONTEXT */
+
+/* ------------------------------------------------------------------------ */
+/* CreateTask: create_task_on, bindable as a loop's create_task method */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *pure;      /* the pure-Python create_task_on: every other case, and __wrapped__ */
+    PyObject *kinds;     /* dict: loop class -> kind (filled by the pure function) */
+    PyObject *k_asyncio; /* the kind of a loop whose create_task is asyncio's */
+    PyObject *k_uvloop;  /* ... uvloop's */
+    PyObject *task_type; /* the Task class ctxloop makes */
+    PyObject *strip;     /* strip_own_frames(source_traceback) */
+    PyObject *uvloop_create_task; /* uvloop.Loop.create_task, once needed (3.12+) */
+} CreateTaskObject;
+
+#if ANY_KEYWORDS
+/* ("loop",) + kwnames, for the few keyword tuples a program's call sites use. */
+#define KW_CACHE 8
+static PyObject *kw_cache_key[KW_CACHE], *kw_cache_value[KW_CACHE];
+static int kw_cache_next;
+
+static PyObject * /* borrowed */
+with_loop(PyObject *kwnames)
+{
+    if (kwnames == NULL) {
+        return kw_loop;
+    }
+    for (int i = 0; i < KW_CACHE; i++) {
+        if (kw_cache_key[i] == kwnames) {
+            return kw_cache_value[i];
+        }
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(kwnames);
+    PyObject *value = PyTuple_New(n + 1);
+    if (value == NULL) {
+        return NULL;
+    }
+    Py_INCREF(s_loop);
+    PyTuple_SET_ITEM(value, 0, s_loop);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+        Py_INCREF(key);
+        PyTuple_SET_ITEM(value, i + 1, key);
+    }
+    int slot = kw_cache_next;
+    kw_cache_next = (kw_cache_next + 1) % KW_CACHE;
+    Py_INCREF(kwnames);
+    Py_XSETREF(kw_cache_key[slot], kwnames);
+    Py_XSETREF(kw_cache_value[slot], value);
+    return value;
+}
+#define MAX_KEYWORDS 6
+#endif
+
+static PyObject *
+create_task_slow(CreateTaskObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    return CALL(self->pure, args, nargsf, kwnames);
+}
+
+/* 1: the loop is open and has no task factory; 0: it has one; -1: error (closed loop included). */
+static int
+open_without_factory(PyObject *loop, int is_asyncio)
+{
+    PyObject *closed = is_asyncio ? PyObject_GetAttr(loop, s__closed) : call_method0(loop, s_is_closed);
+    if (closed == NULL) {
+        return -1;
+    }
+    int is_closed = PyObject_IsTrue(closed);
+    Py_DECREF(closed);
+    if (is_closed) {
+        if (is_closed > 0) {
+            PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        }
+        return -1;
+    }
+    PyObject *factory = is_asyncio ? PyObject_GetAttr(loop, s__task_factory) : call_method0(loop, s_get_task_factory);
+    if (factory == NULL) {
+        return -1;
+    }
+    int none = factory == Py_None;
+    Py_DECREF(factory);
+    return none;
+}
+
+/* if task._source_traceback: strip_own_frames(task._source_traceback) (debug mode); return task (stolen) */
+static PyObject *
+stripped(CreateTaskObject *self, PyObject *task)
+{
+    if (task == NULL) {
+        return NULL;
+    }
+    PyObject *traceback = PyObject_GetAttr(task, s__source_traceback);
+    if (traceback == NULL) {
+        Py_DECREF(task);
+        return NULL;
+    }
+    if (traceback != Py_None) {
+        int truth = PyObject_IsTrue(traceback);
+        PyObject *done = truth > 0 ? PyObject_CallFunctionObjArgs(self->strip, traceback, NULL) : NULL;
+        Py_XDECREF(done);
+        if (truth < 0 || (truth > 0 && done == NULL)) {
+            Py_DECREF(traceback);
+            Py_DECREF(task);
+            return NULL;
+        }
+    }
+    Py_DECREF(traceback);
+    return task;
+}
+
+#if NATIVE_TASK
+/* 1: uvloop's loop has no task factory; 0: it has one; -1: error. */
+static int
+no_factory(PyObject *loop)
+{
+    PyObject *factory = call_method0(loop, s_get_task_factory);
+    if (factory == NULL) {
+        return -1;
+    }
+    int none = factory == Py_None;
+    Py_DECREF(factory);
+    return none;
+}
+
+static int
+find_uvloop_create_task(CreateTaskObject *self)
+{
+    /* The function ctxloop._create recognises as uvloop's: uvloop.Loop.__dict__["create_task"]. */
+    PyObject *module = PyImport_ImportModule("uvloop.loop");
+    if (module == NULL) {
+        return -1;
+    }
+    PyObject *cls = PyObject_GetAttrString(module, "Loop");
+    Py_DECREF(module);
+    if (cls == NULL) {
+        return -1;
+    }
+    PyObject *namespace = PyObject_GetAttrString(cls, "__dict__");
+    Py_DECREF(cls);
+    if (namespace == NULL) {
+        return -1;
+    }
+    self->uvloop_create_task = PyObject_GetItem(namespace, s_create_task);
+    Py_DECREF(namespace);
+    return self->uvloop_create_task == NULL ? -1 : 0;
+}
+#endif
+
+static PyObject *
+create_task_vectorcall(CreateTaskObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != 2) {
+        return create_task_slow(self, args, nargsf, kwnames);
+    }
+    PyObject *loop = args[0], *coro = args[1];
+    PyObject *kind = PyDict_GetItemWithError(self->kinds, (PyObject *)Py_TYPE(loop));
+    if (kind == NULL) {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        return create_task_slow(self, args, nargsf, kwnames); /* a new loop class: the pure function learns it */
+    }
+    int is_asyncio = kind == self->k_asyncio;
+    if (!is_asyncio && kind != self->k_uvloop) {
+        return create_task_slow(self, args, nargsf, kwnames); /* the class's own create_task */
+    }
+
+    /* The keywords: name= and context= (3.8-3.13); any (3.14+), context= and eager_start= read. */
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    PyObject *context = NULL;
+#if ANY_KEYWORDS
+    PyObject *eager = NULL;
+    if (nkw > MAX_KEYWORDS) {
+        return create_task_slow(self, args, nargsf, kwnames);
+    }
+#else
+    PyObject *name = Py_None;
+#endif
+    int plain_keywords = 1; /* only context= and name=None (the uvloop route of 3.12+) */
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, i), *value = args[nargs + i];
+        if (same_name(key, s_context)) {
+            context = value;
+        }
+        else if (value == Py_None && same_name(key, s_name)) {
+            /* the default */
+        }
+#if ANY_KEYWORDS
+        else if (same_name(key, s_eager_start)) {
+            eager = value;
+            plain_keywords = 0;
+        }
+        else if (same_name(key, s_loop)) {
+            return create_task_slow(self, args, nargsf, kwnames); /* Task's own error */
+        }
+        else {
+            plain_keywords = 0;
+        }
+#else
+        else if (same_name(key, s_name)) {
+            name = value;
+            plain_keywords = 0;
+        }
+        else {
+            return create_task_slow(self, args, nargsf, kwnames); /* the signature's own error */
+        }
+#endif
+    }
+    if (context == Py_None) {
+        context = NULL;
+    }
+    (void)plain_keywords;
+
+#if NATIVE_TASK
+    /* 3.12+ on uvloop without a task factory, with no keyword but context= (and
+       name=None): the Task ctxloop makes is asyncio's own, made exactly as
+       uvloop's C create_task makes it, so that method makes it (it checks that
+       the loop is open). */
+    if (!is_asyncio && plain_keywords) {
+        int plain = no_factory(loop);
+        if (plain <= 0) {
+            return plain < 0 ? NULL : create_task_slow(self, args, nargsf, kwnames);
+        }
+        if (context != NULL) {
+            PyObject *checked = checked_context(context, NULL);
+            if (checked == NULL) {
+                return NULL;
+            }
+            Py_DECREF(checked);
+        }
+        if (self->uvloop_create_task == NULL && find_uvloop_create_task(self) < 0) {
+            return NULL;
+        }
+        return stripped(self, CALL(self->uvloop_create_task, args, nargsf, kwnames));
+    }
+#endif
+    int plain = open_without_factory(loop, is_asyncio);
+    if (plain <= 0) {
+        return plain < 0 ? NULL : create_task_slow(self, args, nargsf, kwnames);
+    }
+
+    PyObject *task;
+#if BINDS_CONTEXT
+    /* _Task(coro if context is None else bind_task(coro, context), loop=loop, name=name) */
+    PyObject *bound = NULL;
+    if (context != NULL) {
+        bound = bind_task_impl(coro, context);
+        if (bound == NULL) {
+            return NULL;
+        }
+    }
+    PyObject *stack[4] = {NULL, bound != NULL ? bound : coro, loop, name};
+    task = CALL(self->task_type, stack + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, kw_loop_name);
+    Py_XDECREF(bound);
+#elif !ANY_KEYWORDS
+    /* check_task_context(context); _Task(coro, loop=loop, name=name, context=context) */
+    if (context != NULL) {
+        PyObject *checked = checked_context(context, NULL);
+        if (checked == NULL) {
+            return NULL;
+        }
+        Py_DECREF(checked);
+    }
+    PyObject *stack[5] = {NULL, coro, loop, name, context != NULL ? context : Py_None};
+    task = CALL(self->task_type, stack + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, kw_loop_name_context);
+#else
+    /* check_task_context(context, bool(eager_start) and loop.is_running()); _Task(coro, loop=loop, **kwargs) */
+    if (context != NULL) {
+        if (!PyContext_CheckExact(context) || context_entered(context) != 0) {
+            if (PyErr_Occurred()) {
+                return NULL;
+            }
+            PyObject *is_eager = Py_False;
+            int truth = eager == NULL ? 0 : PyObject_IsTrue(eager);
+            if (truth < 0) {
+                return NULL;
+            }
+            PyObject *running = NULL;
+            if (truth) {
+                running = call_method0(loop, s_is_running);
+                if (running == NULL) {
+                    return NULL;
+                }
+                is_eager = running;
+            }
+            PyObject *checked = checked_context(context, is_eager);
+            Py_XDECREF(running);
+            if (checked == NULL) {
+                return NULL;
+            }
+            Py_DECREF(checked);
+        }
+    }
+    PyObject *keywords = with_loop(kwnames);
+    if (keywords == NULL) {
+        return NULL;
+    }
+    PyObject *stack[3 + MAX_KEYWORDS] = {NULL, coro, loop};
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        stack[3 + i] = args[nargs + i];
+    }
+    task = CALL(self->task_type, stack + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, keywords);
+#endif
+    return stripped(self, task);
+}
+
+static PyObject *
+create_task_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *pure, *kinds, *k_asyncio, *k_uvloop, *task_type, *strip;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_SetString(PyExc_TypeError, "CreateTask() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "OO!OOOO:CreateTask", &pure, &PyDict_Type, &kinds, &k_asyncio, &k_uvloop, &task_type,
+                          &strip)) {
+        return NULL;
+    }
+    CreateTaskObject *self = (CreateTaskObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = (vectorcallfunc)create_task_vectorcall;
+    PyObject **fields[] = {&self->pure, &self->kinds, &self->k_asyncio, &self->k_uvloop, &self->task_type, &self->strip};
+    PyObject *values[] = {pure, kinds, k_asyncio, k_uvloop, task_type, strip};
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        Py_INCREF(values[i]);
+        *fields[i] = values[i];
+    }
+    return (PyObject *)self;
+}
+
+static int
+create_task_traverse(CreateTaskObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->pure);
+    Py_VISIT(self->kinds);
+    Py_VISIT(self->k_asyncio);
+    Py_VISIT(self->k_uvloop);
+    Py_VISIT(self->task_type);
+    Py_VISIT(self->strip);
+    Py_VISIT(self->uvloop_create_task);
+    return 0;
+}
+
+static int
+create_task_clear(CreateTaskObject *self)
+{
+    Py_CLEAR(self->pure);
+    Py_CLEAR(self->kinds);
+    Py_CLEAR(self->k_asyncio);
+    Py_CLEAR(self->k_uvloop);
+    Py_CLEAR(self->task_type);
+    Py_CLEAR(self->strip);
+    Py_CLEAR(self->uvloop_create_task);
+    return 0;
+}
+
+static void
+create_task_dealloc(CreateTaskObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    create_task_clear(self);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static PyObject *
+create_task_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+    /* As a Python function: bound to an instance, itself on the class. */
+    if (obj == NULL || obj == Py_None) {
+        Py_INCREF(self);
+        return self;
+    }
+    return PyMethod_New(self, obj);
+}
+
+static PyObject *
+create_task_pure_attribute(CreateTaskObject *self, void *name)
+{
+    return PyObject_GetAttrString(self->pure, (const char *)name);
+}
+
+static PyObject *
+create_task_wrapped(CreateTaskObject *self, void *unused)
+{
+    Py_INCREF(self->pure);
+    return self->pure;
+}
+
+static PyObject *
+create_task_repr(CreateTaskObject *self)
+{
+    return PyUnicode_FromFormat("<compiled create_task_on of ctxloop (pure: %R)>", self->pure);
+}
+
+#define PURE(name) {name, (getter)create_task_pure_attribute, NULL, NULL, name}
+
+static PyGetSetDef create_task_getset[] = {
+    PURE("__name__"),
+    PURE("__qualname__"),
+    PURE("__module__"),
+    PURE("__doc__"),
+    {"__wrapped__", (getter)create_task_wrapped, NULL, "the pure-Python create_task_on", NULL},
+    {NULL},
+};
+
+static PyTypeObject CreateTask_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "ctxloop._speedups.CreateTask",
+    .tp_basicsize = sizeof(CreateTaskObject),
+    .tp_dealloc = (destructor)create_task_dealloc,
+    .tp_vectorcall_offset = offsetof(CreateTaskObject, vectorcall),
+    .tp_repr = (reprfunc)create_task_repr,
+    /* tp_call, tp_getattro: set in PyInit__speedups (addresses of API
+       functions are not constant initialisers everywhere, e.g. on Windows). */
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | TPFLAGS_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_traverse = (traverseproc)create_task_traverse,
+    .tp_clear = (inquiry)create_task_clear,
+    .tp_getset = create_task_getset,
+    .tp_descr_get = create_task_get,
+    .tp_new = create_task_new,
+};
+
+/* ------------------------------------------------------------------------ */
+
+static PyMethodDef module_methods[] = {
+    {"check_task_context", (PyCFunction)(void (*)(void))check_task_context, METH_FASTCALL | METH_KEYWORDS,
+     "check_task_context(context, eager=False): S6/S7, the pure-Python check for anything but an unentered Context."},
+#if BINDS_CONTEXT
+    {"bind_task", (PyCFunction)(void (*)(void))bind_task, METH_FASTCALL,
+     "bind_task(coro, context): the checks of S6/S7, then a TaskCoroutine."},
+#endif
+    {"setup", (PyCFunction)(void (*)(void))setup, METH_VARARGS | METH_KEYWORDS,
+     "setup(*, check_task_context): the pure-Python check the fast paths fall back to."},
+    {NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "ctxloop._speedups",
+    .m_doc = "ctxloop's optional compiled accelerator (see ctxloop/_accel.py).",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+static int
+intern(PyObject **slot, const char *text)
+{
+    *slot = PyUnicode_InternFromString(text);
+    return *slot == NULL ? -1 : 0;
+}
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    if (intern(&s_loop, "loop") < 0 || intern(&s_name, "name") < 0 || intern(&s_context, "context") < 0 ||
+        intern(&s_eager_start, "eager_start") < 0 || intern(&s__closed, "_closed") < 0 ||
+        intern(&s__task_factory, "_task_factory") < 0 || intern(&s_is_closed, "is_closed") < 0 ||
+        intern(&s_get_task_factory, "get_task_factory") < 0 ||
+        intern(&s__source_traceback, "_source_traceback") < 0 || intern(&s_send, "send") < 0 ||
+        intern(&s_throw, "throw") < 0 || intern(&s_close, "close") < 0 || intern(&s_is_running, "is_running") < 0 ||
+        intern(&s_create_task, "create_task") < 0) {
+        return NULL;
+    }
+    kw_loop = PyTuple_Pack(1, s_loop);
+    kw_loop_name = PyTuple_Pack(2, s_loop, s_name);
+    kw_loop_name_context = PyTuple_Pack(3, s_loop, s_name, s_context);
+    if (kw_loop == NULL || kw_loop_name == NULL || kw_loop_name_context == NULL) {
+        return NULL;
+    }
+    CreateTask_Type.tp_call = PyVectorcall_Call;
+    CreateTask_Type.tp_getattro = PyObject_GenericGetAttr;
+    if (PyType_Ready(&CreateTask_Type) < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL) {
+        return NULL;
+    }
+#if BINDS_CONTEXT
+    Binding_Type.tp_getattro = PyObject_GenericGetAttr; /* the interpreter's fast method lookup needs exactly this */
+    if (PyType_Ready(&Binding_Type) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&Binding_Type);
+    if (PyModule_AddObject(module, "TaskCoroutine", (PyObject *)&Binding_Type) < 0) {
+        Py_DECREF(&Binding_Type);
+        Py_DECREF(module);
+        return NULL;
+    }
+#endif
+    Py_INCREF(&CreateTask_Type);
+    if (PyModule_AddObject(module, "CreateTask", (PyObject *)&CreateTask_Type) < 0) {
+        Py_DECREF(&CreateTask_Type);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

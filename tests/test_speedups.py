@@ -1,0 +1,384 @@
+"""The optional compiled accelerator: one switch, and the same behaviour as pure Python.
+
+The whole suite runs once with the accelerator (where it is built) and once
+with ``CTXLOOP_NO_SPEEDUPS=1``. These tests add what the suite cannot see from
+outside: which implementation is in use and why, and, in one process, the
+compiled ``create_task_on``, ``check_task_context`` and (3.8-3.10) binding
+against the pure-Python functions they stand in for, on the inputs whose
+handling they share out (errors, factories, foreign loop classes, debug mode).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Callable, ClassVar, List, Tuple
+
+import pytest
+from conftest import LOOPS
+
+import ctxloop
+from ctxloop import _accel, _binding, _checks, _create
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPILED = _accel.speedups is not None
+BINDS = sys.version_info < (3, 11)  # the binding a Task steps exists on 3.8-3.10 only
+
+needs_compiled = pytest.mark.skipif(not COMPILED, reason="the compiled accelerator is not in use here")
+
+var: contextvars.ContextVar[str] = contextvars.ContextVar("speedups_var", default="default")
+
+
+def _implementation_in(env_value: str) -> str:
+    env = dict(os.environ)
+    env.pop(_accel.DISABLE_VARIABLE, None)
+    if env_value:
+        env[_accel.DISABLE_VARIABLE] = env_value
+    code = "from ctxloop._accel import implementation; print(implementation())"
+    return subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env, cwd=str(ROOT), timeout=50
+    ).stdout.strip()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("value", ["1", "yes"])
+def test_the_environment_variable_forces_pure_python(value: str) -> None:
+    assert _implementation_in(value) == "pure Python (CTXLOOP_NO_SPEEDUPS is set)"
+
+
+@pytest.mark.timeout(60)
+def test_without_the_variable_the_accelerator_is_used_where_it_is_built() -> None:
+    found = _implementation_in("") + "|" + _implementation_in("0")
+    if sys.implementation.name != "cpython":
+        assert found.count("pure Python (the accelerator is for CPython") == 2
+    elif (ROOT / "ctxloop").glob("_speedups*") and any(
+        p.name.startswith("_speedups.") and p.suffix in (".so", ".pyd") and _built_for_this_python(p)
+        for p in (ROOT / "ctxloop").iterdir()
+    ):
+        assert found.count("compiled accelerator (_speedups.") == 2
+    else:
+        assert found.count("pure Python (the compiled accelerator is not built for this Python)") == 2
+
+
+def _built_for_this_python(path: Path) -> bool:
+    import importlib.machinery
+
+    return any(path.name.endswith(suffix) for suffix in importlib.machinery.EXTENSION_SUFFIXES)
+
+
+@pytest.mark.timeout(60)
+def test_python_m_ctxloop_names_the_implementation() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "ctxloop", "--loop", "asyncio"],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=str(ROOT),
+        timeout=50,
+    )
+    assert f"implementation: {_accel.implementation()}\n" in proc.stdout, proc.stdout
+
+
+def test_the_module_level_names_are_the_compiled_ones_when_in_use() -> None:
+    if not COMPILED:
+        assert _create.create_task_on.__module__ == "ctxloop._create"
+        assert _checks.check_task_context is _checks._pure_check_task_context
+        return
+    assert type(_create.create_task_on).__name__ == "CreateTask"
+    assert _checks.check_task_context is _accel.speedups.check_task_context  # type: ignore[union-attr]
+    assert (_binding.TaskCoroutine is not _binding._PureTaskCoroutine) is BINDS
+
+
+# --------------------------------------------------------------------------
+# create_task_on: compiled vs pure, on the same inputs.
+
+
+def _pure_create_task_on() -> Callable[..., Any]:
+    return getattr(_create.create_task_on, "__wrapped__", _create.create_task_on)  # type: ignore[no-any-return]
+
+
+async def _child() -> str:
+    var.set("child")
+    await asyncio.sleep(0)
+    return var.get()
+
+
+def _outcome(call: Callable[[], Any]) -> Tuple[Any, ...]:
+    """What a create_task call did: its error, or what the task reports once run."""
+    try:
+        task = call()
+    except BaseException as error:
+        return ("raised", type(error), str(error))
+    return ("task", task)
+
+
+async def _settle(task: Any) -> Tuple[Any, ...]:
+    result = await task
+    name = task.get_name()
+    return (type(task).__name__, result, name if not name.startswith("Task-") else "Task-N")
+
+
+def _both(loop: Any, make_args: Callable[[], Tuple[Tuple[Any, ...], dict]]) -> List[Tuple[Any, ...]]:
+    """The outcome of the compiled and of the pure create_task_on for fresh copies of the same arguments."""
+    results = []
+    for function in (_create.create_task_on, _pure_create_task_on()):
+        args, kwargs = make_args()
+
+        async def run(args: Tuple[Any, ...] = args, kwargs: dict = kwargs, function: Any = function) -> Any:
+            outcome = _outcome(lambda: function(loop, *args, **kwargs))
+            if outcome[0] == "task":
+                return ("task", *await _settle(outcome[1]))
+            for arg in args:
+                if inspect.iscoroutine(arg):
+                    arg.close()
+            return outcome
+
+        results.append(loop.run_until_complete(run()))
+    return results
+
+
+def _cases() -> List[Tuple[str, Callable[[], Tuple[Tuple[Any, ...], dict]]]]:
+    ctx = contextvars.copy_context
+    return [
+        ("plain", lambda: ((_child(),), {})),
+        ("context", lambda: ((_child(),), {"context": ctx()})),
+        ("name and context", lambda: ((_child(),), {"name": "n", "context": ctx()})),
+        ("context=None", lambda: ((_child(),), {"context": None})),
+        ("not a Context", lambda: ((_child(),), {"context": {}})),
+        ("not a coroutine", lambda: (("not a coroutine",), {"context": ctx()})),
+        ("not a coroutine, no context", lambda: ((42,), {})),
+        ("unknown keyword", lambda: ((_child(),), {"colour": "red"})),
+        ("no coroutine", lambda: ((), {"context": ctx()})),
+        ("two positional", lambda: ((_child(), "x"), {})),
+        ("loop keyword", lambda: ((_child(),), {"loop": None})),
+    ]
+
+
+@needs_compiled
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("loop_name", LOOPS)
+@pytest.mark.parametrize("case", [name for name, _ in _cases()])
+def test_compiled_create_task_on_does_what_the_pure_function_does(loop_name: str, case: str) -> None:
+    make_args = dict(_cases())[case]
+    loop = ctxloop.new_event_loop(loop_name)
+    try:
+        compiled, pure = _both(loop, make_args)
+    finally:
+        loop.close()
+    assert compiled == pure
+
+
+@needs_compiled
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_compiled_create_task_on_with_a_factory_a_closed_loop_and_a_foreign_class(loop_name: str) -> None:
+    calls: List[Any] = []
+
+    def factory(loop: Any, coro: Any, **kwargs: Any) -> Any:
+        if getattr(coro, "__qualname__", "") == "_child":
+            calls.append(sorted(kwargs))
+        return ctxloop.task_factory(loop, coro, **kwargs)
+
+    loop = ctxloop.new_event_loop(loop_name)
+    try:
+        loop.set_task_factory(factory)
+        compiled, pure = _both(loop, lambda: ((_child(),), {"context": contextvars.copy_context(), "name": "f"}))
+        assert compiled == pure and compiled[0] == "task"
+        assert len(calls) == 2 and calls[0] == calls[1]  # the factory was called the same way
+    finally:
+        loop.close()
+    closed = []
+    for function in (_create.create_task_on, _pure_create_task_on()):
+        coro = _child()
+        closed.append(_outcome(lambda function=function, coro=coro: function(loop, coro)))
+        coro.close()
+    assert closed[0] == closed[1] == ("raised", RuntimeError, "Event loop is closed")
+
+    class Instrumented(asyncio.SelectorEventLoop):  # a loop class with its own create_task
+        made: ClassVar[List[str]] = []
+
+        def create_task(self, coro: Any, **kwargs: Any) -> Any:
+            Instrumented.made.append(coro.__qualname__)
+            return super().create_task(coro, **kwargs)
+
+    loop = ctxloop.enable(Instrumented())
+    try:
+        compiled, pure = _both(loop, lambda: ((_child(),), {"context": contextvars.copy_context()}))
+        assert compiled == pure and Instrumented.made.count("_child") == 2
+    finally:
+        loop.close()
+
+
+@needs_compiled
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_compiled_create_task_on_strips_its_callers_frames_in_debug_mode(loop_name: str) -> None:
+    loop = ctxloop.new_event_loop(loop_name)
+    loop.set_debug(True)
+
+    async def main() -> List[str]:
+        create = asyncio.get_running_loop().create_task
+        tasks = [
+            ctxloop.create_task(_child()),
+            ctxloop.create_task(_child(), context=contextvars.copy_context()),
+            create(_child()),
+            create(_child(), context=contextvars.copy_context()),  # type: ignore[call-arg]
+        ]
+        await asyncio.gather(*tasks)
+        return [t._source_traceback[-1].name for t in tasks]  # type: ignore[attr-defined]
+
+    try:
+        assert loop.run_until_complete(main()) == ["main"] * 4
+    finally:
+        loop.close()
+
+
+@needs_compiled
+def test_a_ctxloop_loops_create_task_looks_like_the_pure_method() -> None:
+    loop = ctxloop.new_event_loop()
+    enabled = ctxloop.enable(asyncio.SelectorEventLoop())
+    pure = _pure_create_task_on()
+    try:
+        for owner in (loop, enabled):
+            method = owner.create_task
+            assert method.__name__ == pure.__name__ and method.__doc__ == pure.__doc__
+            assert inspect.signature(method) == inspect.signature(pure.__get__(owner))
+            assert method.__self__ is owner
+        assert type(loop).__dict__["create_task"] is _create.create_task_on
+    finally:
+        loop.close()
+        enabled.close()
+
+
+@needs_compiled
+@pytest.mark.timeout(30)
+def test_compiled_check_task_context_refuses_and_accepts_as_the_pure_check() -> None:
+    compiled, pure = _checks.check_task_context, _checks._pure_check_task_context
+    ctx = contextvars.copy_context()
+
+    def outcomes(context: Any, *args: Any) -> List[Tuple[Any, ...]]:
+        return [_outcome(lambda f=f: f(context, *args)) for f in (compiled, pure)]
+
+    assert outcomes(ctx) == [("task", ctx)] * 2
+    assert outcomes(ctx, True) == [("task", ctx)] * 2
+    first, second = outcomes(object())
+    assert first == second and first[1] is TypeError
+    # entered: current (accepted unless eager), and beneath (refused)
+    inside = ctx.run(lambda: [outcomes(ctx), outcomes(ctx, True)])
+    assert inside[0][0] == inside[0][1] == ("task", ctx)
+    assert inside[1][0] == inside[1][1] and inside[1][0][1] is RuntimeError
+    outer = contextvars.copy_context()
+    beneath = outer.run(lambda: contextvars.copy_context().run(lambda: outcomes(outer)))
+    assert beneath[0] == beneath[1] and beneath[0][1] is RuntimeError
+    assert _outcome(lambda: compiled(ctx, eager=True)) == ("task", ctx)  # keywords: the pure function's
+
+
+# --------------------------------------------------------------------------
+# The compiled binding (3.8-3.10).
+
+needs_binding = pytest.mark.skipif(
+    not (COMPILED and BINDS), reason="the compiled binding exists on CPython 3.8-3.10 with the accelerator"
+)
+
+
+def _drive(binding: Any) -> List[Any]:
+    """Step a binding as a Task does; return what each step gave and the final value."""
+    seen = []
+    try:
+        while True:
+            seen.append(binding.send(None))
+    except StopIteration as stop:
+        seen.append(("returned", stop.value))
+    return seen
+
+
+async def _yields_twice() -> Tuple[str, ...]:
+    var.set("inside")
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    return ("done", var.get())
+
+
+@needs_binding
+def test_the_compiled_binding_steps_send_throw_close_like_the_pure_one() -> None:
+    for cls in (_binding.TaskCoroutine, _binding._PureTaskCoroutine):
+        ctx = contextvars.copy_context()
+        binding = _binding.bind(cls, _yields_twice(), ctx)
+        assert _drive(binding) == [None, None, ("returned", ("done", "inside"))]
+        assert ctx[var] == "inside" and var.get() == "default"
+
+        binding = _binding.bind(cls, _yields_twice(), contextvars.copy_context())
+        binding.send(None)
+        with pytest.raises(KeyError, match="boom"):
+            binding.throw(KeyError("boom"))
+        binding = _binding.bind(cls, _yields_twice(), contextvars.copy_context())
+        binding.send(None)
+        binding.close()
+        assert binding.cr_frame is None
+
+        # Entered when a step needs it: the step fails with RuntimeError (S7), never a hang.
+        ctx = contextvars.copy_context()
+        binding = _binding.bind(cls, _yields_twice(), ctx)
+        with pytest.raises(RuntimeError, match="cannot enter context"):
+            ctx.run(binding.send, None)
+        binding.close()
+
+
+@needs_binding
+def test_the_compiled_binding_introspects_as_its_coroutine() -> None:
+    coro = _yields_twice()
+    ctx = contextvars.copy_context()
+    binding = _binding.bind_task(coro, ctx)
+    try:
+        assert type(binding) is _binding.TaskCoroutine and type(binding).__name__ == "TaskCoroutine"
+        assert binding._coro is coro and binding._context is ctx
+        for name in ("cr_code", "cr_frame", "cr_running", "cr_await", "__name__", "__qualname__"):
+            assert getattr(binding, name) == getattr(coro, name), name
+        assert not hasattr(binding, "gi_code")
+        assert repr(binding) == f"<TaskCoroutine {coro!r} in {ctx!r}>"
+        assert asyncio.iscoroutine(binding) and inspect.isawaitable(binding)
+    finally:
+        binding.close()
+    with pytest.raises(TypeError, match="a coroutine was expected, got 42"):
+        _binding.bind_task(42, ctx)  # type: ignore[arg-type]
+    coro = _yields_twice()
+    with pytest.raises(TypeError, match=r"context must be a contextvars\.Context, not dict"):
+        _binding.bind_task(coro, {})  # type: ignore[arg-type]
+    coro.close()
+
+
+@needs_binding
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_a_task_whose_context_another_thread_holds_fails_instead_of_hanging(loop_name: str) -> None:
+    ctx = contextvars.copy_context()
+    entered, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        ctx.run(lambda: (entered.set(), release.wait(10)))
+
+    async def main() -> Any:
+        task = asyncio.get_running_loop().create_task(_yields_twice(), context=ctx)
+        await asyncio.sleep(0)  # its first step ran in ctx
+        thread = threading.Thread(target=hold)
+        thread.start()
+        entered.wait(10)
+        try:
+            with pytest.raises(RuntimeError, match="cannot enter context"):
+                await asyncio.wait_for(task, 5)
+        finally:
+            release.set()
+            thread.join(10)
+        return task.get_coro()
+
+    loop = ctxloop.new_event_loop(loop_name)
+    try:
+        loop.run_until_complete(main()).close()
+    finally:
+        loop.close()
