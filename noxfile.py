@@ -164,7 +164,13 @@ def tests(session: nox.Session) -> None:
     sdist, wheel = _build(session)
     assert wheel is not None
     _install_ctxloop(session, f"{wheel}[uvloop]", *_group("test"), *_group("integrations"))
-    _run_suite(session, _unpacked_tree(session, sdist))
+    tree = _unpacked_tree(session, sdist)
+    _run_suite(session, tree)
+    if session.python in CPYTHONS:
+        # The wheel carries the C accelerator here; the pure-Python
+        # implementation must pass the same suite.
+        session.log("The same suite with the pure-Python implementation (CTXLOOP_NO_SPEEDUPS=1)")
+        session.run(*PYTEST, *session.posargs, env={**INSTALLED_ENV, "CTXLOOP_NO_SPEEDUPS": "1"}, external=True)
 
 
 @nox.session(python=OLDEST_NEWEST)
