@@ -124,11 +124,6 @@ else:
         return False
 
 
-def _check_open(loop: Any, kind: Any) -> None:
-    if loop._closed if kind is _ASYNCIO else loop.is_closed():
-        raise RuntimeError("Event loop is closed")
-
-
 def introspectable(task: Any, coro: Any, context: Optional[contextvars.Context]) -> Any:
     """Make a task that ctxloop did not build report its coroutine and Context (S4, S5).
 
@@ -162,10 +157,11 @@ if sys.version_info >= (3, 14):
 
     def create_task_on(loop: Any, coro: Coroutine[Any, Any, Any], **kwargs: Any) -> "asyncio.Task[Any]":
         """*loop*'s ``create_task(coro, **kwargs)`` with 3.12's semantics and the checks of S6/S7."""
-        kind = _kind(type(loop))
+        kind = _kinds.get(type(loop)) or _kind(type(loop))  # no Python frame once cached
         context = kwargs.get("context")
         if kind is _ASYNCIO or kind is _UVLOOP:
-            _check_open(loop, kind)
+            if loop._closed if kind is _ASYNCIO else loop.is_closed():
+                raise RuntimeError("Event loop is closed")
             factory = loop._task_factory if kind is _ASYNCIO else loop.get_task_factory()
         else:
             factory = None
@@ -204,13 +200,14 @@ elif sys.version_info >= (3, 11):
         context: Optional[contextvars.Context] = None,
     ) -> "asyncio.Task[Any]":
         """*loop*'s ``create_task(coro, name=, context=)`` with 3.12's semantics and the checks of S6/S7."""
-        kind = _kind(type(loop))
+        kind = _kinds.get(type(loop)) or _kind(type(loop))  # no Python frame once cached
         if kind is not _ASYNCIO and kind is not _UVLOOP:
             if context is not None:
                 check_task_context(context)
             task = kind(loop, coro, name=name, context=context)
             return introspectable(task, coro, None) if _ADDS_GET_CONTEXT else task  # type: ignore[no-any-return]
-        _check_open(loop, kind)
+        if loop._closed if kind is _ASYNCIO else loop.is_closed():
+            raise RuntimeError("Event loop is closed")
         factory = loop._task_factory if kind is _ASYNCIO else loop.get_task_factory()
         if factory is None:
             if context is not None:
@@ -255,13 +252,14 @@ else:
         context: Optional[contextvars.Context] = None,
     ) -> "asyncio.Task[Any]":
         """*loop*'s ``create_task(coro, name=, context=)`` with 3.12's semantics and the checks of S6/S7."""
-        kind = _kind(type(loop))
+        kind = _kinds.get(type(loop)) or _kind(type(loop))  # no Python frame once cached
         if kind is not _ASYNCIO and kind is not _UVLOOP:
             # The class's own create_task takes no context= here: it gets the
             # coroutine bound to the context, which any Task can step.
             bound = coro if context is None else bind_task(coro, context)
             return introspectable(kind(loop, bound, name=name), coro, context)  # type: ignore[no-any-return]
-        _check_open(loop, kind)
+        if loop._closed if kind is _ASYNCIO else loop.is_closed():
+            raise RuntimeError("Event loop is closed")
         factory = loop._task_factory if kind is _ASYNCIO else loop.get_task_factory()
         if factory is None:
             task: Any = _Task(coro if context is None else bind_task(coro, context), loop=loop, name=name)
