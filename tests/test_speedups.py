@@ -27,6 +27,10 @@ import ctxloop
 from ctxloop import _accel, _binding, _checks, _create
 
 ROOT = Path(__file__).resolve().parent.parent
+# The ctxloop under test: the source tree's, or the installed one when the
+# tests run from an unpacked sdist without it (the subprocesses below import
+# the same one: they run in ROOT).
+PACKAGE = Path(ctxloop.__file__).resolve().parent
 COMPILED = _accel.speedups is not None
 BINDS = sys.version_info < (3, 11)  # the binding a Task steps exists on 3.8-3.10 only
 
@@ -57,9 +61,9 @@ def test_without_the_variable_the_accelerator_is_used_where_it_is_built() -> Non
     found = _implementation_in("") + "|" + _implementation_in("0")
     if sys.implementation.name != "cpython":
         assert found.count("pure Python (the accelerator is for CPython") == 2
-    elif (ROOT / "ctxloop").glob("_speedups*") and any(
+    elif any(
         p.name.startswith("_speedups.") and p.suffix in (".so", ".pyd") and _built_for_this_python(p)
-        for p in (ROOT / "ctxloop").iterdir()
+        for p in PACKAGE.iterdir()
     ):
         assert found.count("compiled accelerator (_speedups.") == 2
     else:
