@@ -28,7 +28,8 @@ test_tasks runs its task tests once per Task/Future pair; four of the eight
 pairs run unless ``--full`` is given. A test running longer than ``--timeout``
 seconds (20) is recorded as hung, with its stack, and the rest runs on.
 
-Usage (on the Python to check; ctxloop is imported from this checkout)::
+Usage (on the Python to check; ctxloop is imported from this checkout, or with
+``--installed`` the one installed for that Python, compiled accelerator and all)::
 
     python tests/cpython/run_suite.py                  # the five asyncio modes, every module
     python tests/cpython/run_suite.py --uvloop         # and the two uvloop modes
@@ -619,8 +620,13 @@ def _record_error(out: Any, test_id: str, exc: BaseException) -> None:
     out.flush()
 
 
+def _import_path(args: argparse.Namespace) -> None:
+    if not args.installed:
+        sys.path.insert(0, REPO)  # ctxloop from this checkout
+
+
 def worker(args: argparse.Namespace) -> int:
-    sys.path.insert(0, REPO)  # ctxloop from this checkout
+    _import_path(args)
     mode = Mode(args.worker)
     mode.setup()
     done = set()
@@ -710,6 +716,8 @@ def _worker_command(mode: str, modules: List[str], args: argparse.Namespace, onl
     command += ["--modules", ",".join(modules), "--timeout", str(args.timeout)]
     if args.full:
         command.append("--full")
+    if args.installed:
+        command.append("--installed")
     if only is not None:
         command += ["--only", ",".join(only)]
     return command
@@ -820,13 +828,15 @@ def _modules_for(args: argparse.Namespace) -> List[str]:
     return modules + (backport if BACKPORT else [])
 
 
-def _header() -> str:
-    sys.path.insert(0, REPO)
+def _header(args: argparse.Namespace) -> str:
+    _import_path(args)
     import ctxloop
+    from ctxloop import _accel
 
     implementation = f"{sys.implementation.name} {'.'.join(map(str, sys.version_info[:3]))}"
     return (
         f"{implementation} ({sys.executable}); ctxloop {ctxloop.__version__} from {os.path.dirname(ctxloop.__file__)}"
+        f", {_accel.implementation()}"
     )
 
 
@@ -852,7 +862,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         import test.test_asyncio  # noqa: F401
     except ImportError:
-        print(f"{_header()}\nskipped: this interpreter ships no test.test_asyncio package (PyPy does not)")
+        print(f"{_header(args)}\nskipped: this interpreter ships no test.test_asyncio package (PyPy does not)")
         return 0
     modes = args.modes.split(",") if args.modes else DEFAULT_MODES + (UVLOOP_MODES if args.uvloop else [])
     for mode in modes:
@@ -862,13 +872,13 @@ def run(args: argparse.Namespace) -> int:
         if reference is not None and reference not in modes:
             modes.insert(0, reference)
     modules = _modules_for(args)
-    print(_header())
+    print(_header(args))
     print(f"modules: {', '.join(modules)}; modes: {', '.join(modes)}", flush=True)
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = {mode: pool.submit(run_mode, mode, modules, args) for mode in modes}
         outcomes = {mode: future.result() for mode, future in futures.items()}
-    report: Dict[str, Any] = {"python": _header(), "modules": modules, "modes": {}}
+    report: Dict[str, Any] = {"python": _header(args), "modules": modules, "modes": {}}
     for mode in modes:
         results, seconds = outcomes[mode]
         entry: Dict[str, Any] = {"seconds": round(seconds, 1), "results": results}
@@ -992,6 +1002,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--modes", help=f"comma-separated, from: {', '.join(MODES)}")
     parser.add_argument("--modules", help="comma-separated test_asyncio modules (default: all available)")
     parser.add_argument("--full", action="store_true", help="all eight Task/Future classes of test_tasks")
+    parser.add_argument(
+        "--installed", action="store_true", help="test the installed ctxloop, not this checkout's source tree"
+    )
     parser.add_argument("--uvloop", action="store_true", help="add the uvloop modes")
     parser.add_argument("--jobs", type=int, default=1, help="modes run at a time (default 1)")
     parser.add_argument("--timeout", type=float, default=20.0, help="seconds before a test counts as hung")
