@@ -22,13 +22,18 @@ For each Python, in a temporary directory (or ``--workdir``, kept and reused):
      of its tests run pytest sessions of their own (pytester), which an option
      on the command line does not reach: the ``-everywhere`` runs give every
      session the option, through a plugin named in ``PYTEST_PLUGINS``
-     (``--ctxloop=asyncio``, compared with plain; ``--ctxloop=uvloop``,
-     compared with plain uvloop everywhere: a plugin answering
-     ``pytest_asyncio_loop_factories`` with ``uvloop.new_event_loop``).
+     (``--ctxloop=asyncio`` and ``--ctxloop=uvloop``, each compared with a
+     plain plugin answering ``pytest_asyncio_loop_factories`` with
+     ``asyncio.new_event_loop`` or ``uvloop.new_event_loop``: any plugin
+     answering that hook changes what a project without one gets).
 
 It prints the counts of each run and, for each ctxloop run, the tests that
-pass on the plain loop but fail (or error) on the ctxloop loop. Exit status:
-0 when there is no such test, 1 otherwise, 2 when a run could not be made.
+pass on the plain loop but fail (or error) on the ctxloop loop; then it runs
+the test functions of those tests again, with ctxloop and without, and names
+the ones that diverge again (a test failing only in the whole run is failed by
+something else in it: a ResourceWarning for a socket another test left open,
+raised by the garbage collector during this one, say). Exit status: 0 when
+no divergence is reproduced, 1 otherwise, 2 when a run could not be made.
 
 Needs Python 3.11+ to run (it reads pyproject.toml with tomllib), ``uv`` or
 ``pip``, and PyPI. The interpreters under test are found as ``pythonX.Y`` on
@@ -74,6 +79,21 @@ def pytest_asyncio_loop_factories(config, item):
     impls = item.ihook.pytest_asyncio_loop_factories.get_hookimpls()
     if chosen is None and all(impl.function is pytest_asyncio_loop_factories for impl in impls):
         return {"uvloop": uvloop.new_event_loop}
+    return chosen
+''',
+    "peer_plain_asyncio.py": '''\
+"""pytest-asyncio's loops from a plugin answering the loop-factory hook, asyncio's own loop, without ctxloop."""
+import asyncio
+
+import pytest
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_asyncio_loop_factories(config, item):
+    chosen = yield
+    impls = item.ihook.pytest_asyncio_loop_factories.get_hookimpls()
+    if chosen is None and all(impl.function is pytest_asyncio_loop_factories for impl in impls):
+        return {"asyncio": asyncio.new_event_loop}
     return chosen
 ''',
     "peer_every_session.py": '''\
@@ -133,7 +153,17 @@ SUITES = {
         runs=[
             Run("plain", []),
             Run("ctxloop-asyncio", ["--ctxloop=asyncio"], reference="plain"),
-            Run("ctxloop-asyncio-everywhere", [], reference="plain", env=everywhere("--ctxloop=asyncio")),
+            # A plugin answering pytest_asyncio_loop_factories changes what a
+            # project without such a hook gets (its loop_factories marks then
+            # select from the plugin's loops): the -everywhere runs compare
+            # with a plain plugin that answers it too.
+            Run("plain-asyncio-everywhere", [], env={"PYTEST_PLUGINS": "peer_plain_asyncio"}),
+            Run(
+                "ctxloop-asyncio-everywhere",
+                [],
+                reference="plain-asyncio-everywhere",
+                env=everywhere("--ctxloop=asyncio"),
+            ),
             Run("plain-uvloop-everywhere", [], env={"PYTEST_PLUGINS": "peer_plain_uvloop"}),
             Run(
                 "ctxloop-uvloop-everywhere",
@@ -309,6 +339,31 @@ def run_suite(  # noqa: PLR0917
     return outcomes(junit), elapsed, last
 
 
+def node_of(source: Path, test_id: str) -> Optional[str]:
+    """The pytest node id of a JUnit test id's function (``tests/test_x.py::TestClass::test_y``), all parameters."""
+    location, _, name = test_id.partition("::")
+    parts = location.split(".")
+    for end in range(len(parts), 0, -1):
+        module = Path(*parts[:end]).with_suffix(".py")
+        if (source / module).is_file():
+            return "::".join([str(module), *parts[end:], name.split("[", 1)[0]])
+    return None
+
+
+def recheck_runs(source: Path, suite: Suite, run: Run, reference: Run, diverging: List[str]) -> Dict[str, Run]:
+    """The run and its reference once more, on the diverging tests' functions only (every parameter).
+
+    A test that passes there in both was failed by something else in the whole
+    run (a ResourceWarning for a socket another test left open, raised by the
+    garbage collector during this one, say), not by ctxloop.
+    """
+    nodes = sorted({node for node in (node_of(source, test) for test in diverging) if node})
+    return {
+        "run": Run(f"{run.name}-again", [*run.args, *nodes], env=run.env),
+        "reference": Run(f"{reference.name}-again-for-{run.name}", [*reference.args, *nodes], env=reference.env),
+    }
+
+
 def counts(results: Dict[str, str]) -> str:
     tally = {outcome: 0 for outcome in ("passed", "failed", "error", "skipped")}
     for outcome in results.values():
@@ -329,6 +384,7 @@ def check_suite(options: argparse.Namespace, workdir: Path, version: str, name: 
     out.mkdir(parents=True, exist_ok=True)
     results: Dict[str, Dict[str, str]] = {}
     entries: List[Dict[str, object]] = []
+    suite_runs = {run.name: run for run in suite.runs}
     for run in suite.runs:
         if options.run and run.name not in options.run:
             continue
@@ -371,7 +427,25 @@ def check_suite(options: argparse.Namespace, workdir: Path, version: str, name: 
                 print(f"    {test}", flush=True)
             if missing:
                 print(f"  in {run.reference} only (not run by {run.name}): {len(missing)}", flush=True)
-            entry.update(reference=run.reference, diverging=diverging, missing=len(missing))
+            reproduced = diverging
+            if diverging and not options.no_recheck:
+                rerun = {
+                    key: run_suite(
+                        venv, source, suite, again, out, workdir / "helpers", options.timeout, options.run_timeout
+                    )[0]
+                    for key, again in recheck_runs(source, suite, run, suite_runs[run.reference], diverging).items()
+                }
+                reproduced = [
+                    test
+                    for test in diverging
+                    if rerun["run"].get(test) in FAILED and rerun["reference"].get(test) == "passed"
+                ]
+                print(
+                    f"  run again, their test functions only: {len(reproduced)} of {len(diverging)} reproduced"
+                    + "".join(f"\n    {test}" for test in reproduced),
+                    flush=True,
+                )
+            entry.update(reference=run.reference, diverging=diverging, reproduced=reproduced, missing=len(missing))
         entries.append(entry)
     return entries
 
@@ -386,6 +460,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=int, default=60, help="per test, seconds (default 60)")
     parser.add_argument("--run-timeout", type=int, default=1800, help="per suite run, seconds (default 1800)")
     parser.add_argument("--json", type=Path, help="write the counts and divergences here")
+    parser.add_argument("--no-recheck", action="store_true", help="do not run the diverging tests again")
     parser.add_argument(
         "--reuse", action="append", default=[], help="read this run's results from --workdir if there; repeatable"
     )
@@ -400,7 +475,7 @@ def main() -> int:
         for version in options.python or ["3.10", "3.12"]:
             for name in options.suite or sorted(SUITES):
                 report += check_suite(options, workdir, version, name)
-        status = 1 if any(entry.get("diverging") for entry in report) else 0
+        status = 1 if any(entry.get("reproduced") for entry in report) else 0
     except RuntimeError as exc:
         print(f"peer_suites: {exc}", file=sys.stderr)
         status = 2
