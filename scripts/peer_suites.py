@@ -67,25 +67,25 @@ ROOT = Path(__file__).resolve().parent.parent
 # Plugins the runs load through PYTEST_PLUGINS, which reaches every pytest
 # session of the run, pytester's inner ones (in-process or not) included.
 HELPERS = {
-    "peer_plain_uvloop.py": '''\
-"""pytest-asyncio's loops on uvloop, without ctxloop, for the tests no hook of the project's applies to."""
-import pytest
-import uvloop
+    "peer_plain_loop.py": '''\
+"""pytest-asyncio's loops from a plugin answering the loop-factory hook, without ctxloop.
 
-
-@pytest.hookimpl(wrapper=True)
-def pytest_asyncio_loop_factories(config, item):
-    chosen = yield
-    impls = item.ihook.pytest_asyncio_loop_factories.get_hookimpls()
-    if chosen is None and all(impl.function is pytest_asyncio_loop_factories for impl in impls):
-        return {"uvloop": uvloop.new_event_loop}
-    return chosen
-''',
-    "peer_plain_asyncio.py": '''\
-"""pytest-asyncio's loops from a plugin answering the loop-factory hook, asyncio's own loop, without ctxloop."""
+The loop is PEER_PLAIN_LOOP's (asyncio or uvloop), for the tests no hook of the project's applies to.
+"""
 import asyncio
+import os
 
 import pytest
+
+NAME = os.environ["PEER_PLAIN_LOOP"]
+
+
+def _factory():
+    if NAME == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return asyncio.new_event_loop
 
 
 @pytest.hookimpl(wrapper=True)
@@ -93,7 +93,7 @@ def pytest_asyncio_loop_factories(config, item):
     chosen = yield
     impls = item.ihook.pytest_asyncio_loop_factories.get_hookimpls()
     if chosen is None and all(impl.function is pytest_asyncio_loop_factories for impl in impls):
-        return {"asyncio": asyncio.new_event_loop}
+        return {NAME: _factory()}
     return chosen
 ''',
     "peer_every_session.py": '''\
@@ -109,6 +109,11 @@ def pytest_load_initial_conftests(early_config, parser, args):
     args[:] = [*args, *shlex.split(os.environ.get("PEER_ARGS", ""))]
 ''',
 }
+
+
+def plain_plugin(loop: str) -> Dict[str, str]:
+    """The environment giving every session of a run a plain plugin answering the loop-factory hook with *loop*."""
+    return {"PYTEST_PLUGINS": "peer_plain_loop", "PEER_PLAIN_LOOP": loop}
 
 
 def everywhere(args: str) -> Dict[str, str]:
@@ -157,14 +162,14 @@ SUITES = {
             # project without such a hook gets (its loop_factories marks then
             # select from the plugin's loops): the -everywhere runs compare
             # with a plain plugin that answers it too.
-            Run("plain-asyncio-everywhere", [], env={"PYTEST_PLUGINS": "peer_plain_asyncio"}),
+            Run("plain-asyncio-everywhere", [], env=plain_plugin("asyncio")),
             Run(
                 "ctxloop-asyncio-everywhere",
                 [],
                 reference="plain-asyncio-everywhere",
                 env=everywhere("--ctxloop=asyncio"),
             ),
-            Run("plain-uvloop-everywhere", [], env={"PYTEST_PLUGINS": "peer_plain_uvloop"}),
+            Run("plain-uvloop-everywhere", [], env=plain_plugin("uvloop")),
             Run(
                 "ctxloop-uvloop-everywhere",
                 [],
