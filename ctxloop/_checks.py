@@ -9,6 +9,11 @@ task is created in it:
   (the creation happens inside the current step), so the task works: CPython
   accepts it, and so does ctxloop. Parent and child then share the context;
   their steps never nest.
+* a context entered *during* the current task's step (by a ``Context.run``
+  nested inside it, at any depth: ``ctx.run(other.run, create_task, coro,
+  context=ctx)``) is exited before that step ends, so the task works too.
+  Where the thread's chain of entered contexts can be read (below), ctxloop
+  tells it apart exactly from the next case and accepts it.
 * any other entered context was entered beneath the current step (the event
   loop itself runs inside ``context.run(...)``, or another thread holds it): it
   is still entered when the task's step runs, and CPython then logs "Exception
@@ -18,7 +23,16 @@ task is created in it:
   ctxloop refuses it at creation.
 
 "Current" is tested exactly and cheaply: a private ContextVar set now is
-visible through the context only if it is the current one.
+visible through the context only if it is the current one. "Entered during
+the current task's step" needs the chain of contexts entered in this thread,
+innermost first, which Python has no API for; ``entered_chain()`` reads it,
+decided once, when first needed: on CPython from each Context's ``prev`` link
+(the first field after the object header of CPython's context object, in
+every version from 3.7 to 3.15), used only after a self-test has read a known
+chain back exactly; on PyPy from the frames of its pure-Python
+``Context.run``. Elsewhere, or when the self-test fails, only the current
+context and the task's own are accepted. None of this runs unless the
+context is entered: the common path is the probe alone.
 """
 
 from __future__ import annotations
@@ -26,9 +40,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import gc
-from typing import Any, Optional
+import sys
+from types import FrameType
+from typing import Any, Callable, List, Optional
 
-__all__ = ["check_context", "check_task_context", "context_of_task", "context_slot", "is_entered"]
+__all__ = ["check_context", "check_task_context", "context_of_task", "context_slot", "entered_chain", "is_entered"]
 
 _Context = contextvars.Context
 _get_running_loop = asyncio._get_running_loop
@@ -85,6 +101,80 @@ def context_slot(task: Any) -> contextvars.Context:
     raise RuntimeError(f"cannot find the context of {task!r} on this Python")  # pragma: no cover
 
 
+def _chain_from_prev_links() -> Optional[Callable[[], List[contextvars.Context]]]:
+    """CPython: a reader of the chain through each Context's ``prev`` link, if the self-test passes."""
+    import ctypes
+
+    offset = object.__basicsize__  # the link follows the object header
+    read = ctypes.c_void_p.from_address
+    by_address = ctypes.cast
+
+    def prev(context_address: int) -> int:
+        return read(context_address + offset).value or 0
+
+    def chain() -> List[contextvars.Context]:
+        found: List[contextvars.Context] = []
+        probe = _Context()
+
+        def walk() -> None:
+            address = prev(id(probe))
+            while address and len(found) < _MAX_DEPTH:
+                found.append(by_address(address, ctypes.py_object).value)
+                address = prev(address)
+
+        probe.run(walk)
+        return found
+
+    outer, inner = _Context(), _Context()
+    seen: List[List[int]] = []
+    outer.run(inner.run, lambda: seen.append([id(c) for c in chain()[:2]]))
+    if seen != [[id(inner), id(outer)]] or prev(id(inner)) or prev(id(outer)):
+        return None  # not the layout this relies on: never read it
+    return chain
+
+
+def _chain_from_run_frames() -> Optional[Callable[[], List[contextvars.Context]]]:
+    """PyPy: its Context.run is Python code, so each entered context is a ``self`` in a run frame."""
+    code = getattr(_Context.run, "__code__", None)
+    if code is None:
+        return None
+
+    def chain() -> List[contextvars.Context]:
+        found: List[contextvars.Context] = []
+        frame: Optional[FrameType] = sys._getframe(1)
+        while frame is not None:
+            if frame.f_code is code:
+                found.append(frame.f_locals["self"])
+            frame = frame.f_back
+        return found
+
+    outer, inner = _Context(), _Context()
+    seen: List[List[int]] = []
+    outer.run(inner.run, lambda: seen.append([id(c) for c in chain()[:2]]))
+    return chain if seen == [[id(inner), id(outer)]] else None
+
+
+_MAX_DEPTH = 10_000  # a chain is never this deep; a bound in case memory is not what it should be
+_NOT_YET = object()
+_chain_reader: Any = _NOT_YET  # decided when first needed (ctypes is not imported with ctxloop)
+
+
+def _find_chain_reader() -> Optional[Callable[[], List[contextvars.Context]]]:
+    if sys.implementation.name == "cpython" and type(_Context.run).__name__ == "method_descriptor":
+        return _chain_from_prev_links()
+    if sys.implementation.name == "pypy":
+        return _chain_from_run_frames()
+    return None  # pragma: no cover - another implementation: only the current and the task's own context
+
+
+def entered_chain() -> Optional[List[contextvars.Context]]:
+    """The contexts entered in this thread, the current one first; None where it cannot be read."""
+    global _chain_reader
+    if _chain_reader is _NOT_YET:
+        _chain_reader = _find_chain_reader()
+    return None if _chain_reader is None else _chain_reader()  # type: ignore[no-any-return]
+
+
 def _own_task_context() -> Optional[contextvars.Context]:
     loop = _get_running_loop()
     if loop is None:
@@ -128,6 +218,23 @@ def check_task_context(context: object, eager: bool = False) -> contextvars.Cont
     return context
 
 
+def _entered_during_the_step(context: contextvars.Context, own: Optional[contextvars.Context]) -> bool:
+    """Whether *context* was entered on top of the current task's own context *own* (or is it)."""
+    if own is None:
+        return False
+    if own is context:
+        return True
+    chain = entered_chain()
+    if chain is None:
+        return False
+    for entered in chain:  # innermost first
+        if entered is context:
+            return True
+        if entered is own:
+            return False  # reached the step's own context first: *context* is beneath it
+    return False  # not entered in this thread
+
+
 def _entered_task_context(context: contextvars.Context, eager: bool) -> contextvars.Context:
     if eager:
         raise RuntimeError(
@@ -135,7 +242,7 @@ def _entered_task_context(context: contextvars.Context, eager: bool) -> contextv
             "runs at once, inside this call; pass contextvars.copy_context(), or create the task "
             "without eager start"
         )
-    if _is_current(context) or _own_task_context() is context:
+    if _is_current(context) or _entered_during_the_step(context, _own_task_context()):
         # Exited when the current step ends, before the task's first step.
         return context
     raise RuntimeError(

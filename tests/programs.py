@@ -81,16 +81,15 @@ imitation at all:
 (Both confirmed outside the language on CPython 3.12.1-3.15.2; inside it,
 ``scripts/regen_golden.py --probe`` finds no program that hangs natively.)
 
-The generator never produces one shape (``limitation_sites`` finds it): a
-``spawn shared:NAME`` whose context is entered by a ``call ctx:*`` *beneath*
+A ``spawn shared:NAME`` whose context was entered by a ``call ctx:*`` *beneath*
 the current context, that is with another ``call`` (not ``direct``) of the
-same task in between, e.g. ``call ctx:A [call isolated [spawn shared:A]]``.
-CPython accepts that task (the context is no longer entered when its first
-step runs); ctxloop refuses it with ``RuntimeError``, as it cannot tell that
-context from one entered beneath the running loop, where CPython hangs. The
-generator draws such a spawn's context from ``none``/``copy``/``new``/``own``
-only, which keeps every other shape, ``spawn own`` beneath nested calls and
-``call ctx:A [spawn shared:A]`` included. ``limitation()`` holds examples.
+same task in between, e.g. ``call ctx:A [call isolated [spawn shared:A]]``,
+is a context entered beneath the current one but during the current step:
+CPython runs the task (the context is exited before its first step), and so
+does ctxloop, which tells that context from one entered beneath the running
+loop by the chain of entered contexts. The generator produces that shape
+(``nested_entered_sites`` finds it) and ``nested_entered()`` holds named
+examples, which are in the corpus.
 """
 
 from __future__ import annotations
@@ -112,8 +111,8 @@ __all__ = [
     "VARS",
     "generate",
     "handcrafted",
-    "limitation",
-    "limitation_sites",
+    "nested_entered",
+    "nested_entered_sites",
     "make_loop",
     "run_program",
 ]
@@ -432,11 +431,11 @@ def run_program(program: Dict[str, Any], mode: str, loop_name: str = "asyncio") 
     return json.loads(json.dumps(trace))  # type: ignore[no-any-return]
 
 
-# --- the shape ctxloop refuses although CPython accepts it -------------------
+# --- tasks given a context entered beneath the current one, during the step ---
 
 
 def _walk(ops: List[Any], under_ctx: bool, beneath: bool) -> Iterator[Tuple[List[Any], bool, bool]]:
-    """Every operation of a task's body with its call state (see ``limitation_sites``)."""
+    """Every operation of a task's body with its call state (see ``nested_entered_sites``)."""
     for op in ops:
         yield op, under_ctx, beneath
         if op[0] in ("spawn", "soon"):
@@ -456,13 +455,13 @@ def _call_state(how: str, under_ctx: bool, beneath: bool) -> Tuple[bool, bool]:
     return under_ctx or how.startswith("ctx:"), beneath or under_ctx
 
 
-def limitation_sites(program: Dict[str, Any]) -> List[List[Any]]:
+def nested_entered_sites(program: Dict[str, Any]) -> List[List[Any]]:
     """The spawns of *program* that may be given a context entered beneath the current one.
 
     A ``spawn shared:NAME`` with a ``call ctx:*`` and then another ``call`` that
-    is not ``direct`` around it in the same task: CPython accepts it when NAME
-    is the context the outer call entered, ctxloop refuses it (see the module
-    docstring). The generator never produces one.
+    is not ``direct`` around it in the same task: when NAME is the context the
+    outer call entered, it is entered beneath the current context, during the
+    current step. CPython runs such a task, and so must ctxloop.
     """
     return [
         op
@@ -471,8 +470,8 @@ def limitation_sites(program: Dict[str, Any]) -> List[List[Any]]:
     ]
 
 
-def limitation() -> Dict[str, Dict[str, Any]]:
-    """Programs of the excluded shape: CPython runs them, ctxloop refuses the spawn."""
+def nested_entered() -> Dict[str, Dict[str, Any]]:
+    """Named programs of that shape (in the corpus, after ``handcrafted()``'s)."""
     child = [["get", 0], ["set", 1, "child"]]
     return {
         "shared context entered beneath an isolated call": {
@@ -521,19 +520,14 @@ def random_chooser(seed: int) -> Chooser:
 _LEAF_KINDS = ["set"] * 4 + ["get"] * 4 + ["sleep"] * 3 + ["task", "peek", "capture", "raise"]
 _NEST_KINDS = ["spawn"] * 5 + ["soon"] + ["call"] * 3 + ["gather"] + ["await"] * 3 + ["cancel"] * 2
 _SPAWN_CONTEXTS = ["none", "copy", "copy", "new", "own", "own", "shared:A", "shared:A", "shared:B"]
-# Beneath a call ctx:* and another call: no shared context (``limitation_sites``).
-_SPAWN_CONTEXTS_BENEATH = [spec for spec in _SPAWN_CONTEXTS if not spec.startswith("shared:")]
 _CALL_HOWS = ["direct", "direct", "isolated", "isolated", "new", "own", "ctx:A", "ctx:A", "ctx:B"]
 
 
 def generate(ch: Chooser, max_depth: int = 3, max_ops: int = 6) -> Dict[str, Any]:
-    """A random program, bounded by *max_depth* nested bodies of at most *max_ops* operations.
-
-    It never holds the shape ``limitation_sites`` finds.
-    """
+    """A random program, bounded by *max_depth* nested bodies of at most *max_ops* operations."""
     counter = [0]
 
-    def body(depth: int, under_ctx: bool = False, beneath: bool = False) -> List[Any]:  # noqa: PLR0912
+    def body(depth: int) -> List[Any]:  # noqa: PLR0912
         ops: List[Any] = []
         slots = 0
         for _ in range(ch.randint(1, max_ops)):
@@ -551,8 +545,7 @@ def generate(ch: Chooser, max_depth: int = 3, max_ops: int = 6) -> Dict[str, Any
             elif kind == "peek":
                 ops.append(["peek", ch.choice(SHARED), ch.randint(0, 2)])
             elif kind == "spawn":
-                contexts = _SPAWN_CONTEXTS_BENEATH if beneath else _SPAWN_CONTEXTS
-                ops.append(["spawn", slots, ch.choice(contexts), ch.choice(VIAS), body(depth + 1)])
+                ops.append(["spawn", slots, ch.choice(_SPAWN_CONTEXTS), ch.choice(VIAS), body(depth + 1)])
                 slots += 1
             elif kind == "soon":
                 ops.append(["soon", slots, ch.choice(SHARED), ch.choice(VIAS), body(depth + 1)])
@@ -565,7 +558,7 @@ def generate(ch: Chooser, max_depth: int = 3, max_ops: int = 6) -> Dict[str, Any
                     ops.append(["sleep"])
             elif kind == "call":
                 how = ch.choice(_CALL_HOWS)
-                ops.append(["call", how, body(depth + 1, *_call_state(how, under_ctx, beneath))])
+                ops.append(["call", how, body(depth + 1)])
             else:  # gather
                 ops.append(["gather", [body(depth + 1) for _ in range(ch.randint(1, 3))]])
         return ops
@@ -833,4 +826,5 @@ def handcrafted() -> Dict[str, Dict[str, Any]]:
             },
         }
     )
+    programs.update({f"S7 {name}": program for name, program in nested_entered().items()})
     return programs

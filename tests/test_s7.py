@@ -3,9 +3,10 @@
 Natively, a lazy task's first step runs in a later loop iteration: a context
 that is current now (the creating task's own, a callback's, an inline
 ``ctx.run``) has been exited by then, so the task runs in it, sharing it with
-its creator. A context entered beneath the current one (the loop runs inside
-``ctx.run``) is still entered then: natively the task never runs, so ctxloop
-refuses it at creation. Every "works" case is also run on a plain loop of
+its creator; so has a context entered by an inline ``ctx.run`` nested inside
+another one, during the current step. A context entered beneath the current
+step (the loop runs inside ``ctx.run``) is still entered then: natively the
+task never runs, so ctxloop refuses it at creation. Every "works" case is also run on a plain loop of
 CPython 3.12+ and must give the same result there.
 """
 
@@ -110,6 +111,50 @@ def test_a_context_entered_only_by_an_inline_run_around_the_creation(
 
 
 @pytest.mark.parametrize("how", _spawners())
+def test_a_context_entered_by_an_inline_run_beneath_another(loop_name: str, base_loop_factory: Any, how: str) -> None:
+    # ctx is entered beneath the current context (inner), but both were
+    # entered during this step: they are exited before the child's first step.
+    async def program(spawn: Callable[..., Any]) -> Any:
+        async def child() -> str:
+            seen = var.get()
+            var.set("child")
+            return seen
+
+        ctx, inner = contextvars.copy_context(), contextvars.copy_context()
+
+        def create() -> Any:
+            var.set("in ctx")
+            return inner.run(spawn, child(), ctx)
+
+        task = ctx.run(create)
+        return [await task, ctx[var], inner.get(var, "not in inner"), var.get()]
+
+    assert _both(loop_name, base_loop_factory, program, how) == ["in ctx", "child", "not in inner", "unset"]
+
+
+@pytest.mark.parametrize("how", _spawners())
+def test_a_context_entered_by_run_in_context_beneath_isolated(loop_name: str, how: str) -> None:
+    # The same with ctxloop's inline awaits: every step of the inner coroutine
+    # runs inside a copy entered inside ctx, itself entered inside the step.
+    async def child() -> str:
+        seen = var.get()
+        var.set("child")
+        return seen
+
+    async def creator(ctx: contextvars.Context) -> Any:
+        await asyncio.sleep(0)  # a later step: the chain is entered again
+        return await _spawn(how, child(), ctx)
+
+    async def main() -> Any:
+        ctx = contextvars.copy_context()
+        ctx.run(var.set, "in ctx")
+        seen = await ctxloop.run_in_context(ctx, ctxloop.isolated(creator(ctx)))
+        return [seen, ctx[var], var.get()]
+
+    assert ctxloop.run(main(), loop_factory=ctxloop.loop_factory(loop_name)) == ["in ctx", "child", "unset"]
+
+
+@pytest.mark.parametrize("how", _spawners())
 def test_a_callbacks_own_context(loop_name: str, base_loop_factory: Any, how: str) -> None:
     async def program(spawn: Callable[..., Any]) -> Any:
         loop = asyncio.get_running_loop()
@@ -163,7 +208,8 @@ def test_parent_and_child_sharing_a_context_never_nest(loop_name: str, base_loop
 
 
 @pytest.mark.parametrize("how", _spawners())
-def test_a_context_entered_beneath_the_loop_is_refused(loop_name: str, how: str) -> None:
+@pytest.mark.parametrize("nested", [False, True], ids=["directly", "inside-an-inline-run"])
+def test_a_context_entered_beneath_the_loop_is_refused(loop_name: str, how: str, nested: bool) -> None:
     ctx = contextvars.copy_context()
 
     async def child() -> None:  # pragma: no cover - refused
@@ -172,7 +218,10 @@ def test_a_context_entered_beneath_the_loop_is_refused(loop_name: str, how: str)
     async def main() -> None:
         coro = child()
         with pytest.raises(RuntimeError, match="is entered beneath the current context"):
-            _spawn(how, coro, ctx)
+            if nested:  # entered during the step too, but ctx was entered before it
+                contextvars.copy_context().run(_spawn, how, coro, ctx)
+            else:
+                _spawn(how, coro, ctx)
         coro.close()
 
     loop = ctxloop.new_event_loop(loop_name)
@@ -231,3 +280,16 @@ def test_natively_a_task_in_a_context_entered_beneath_the_loop_never_runs(
     finally:
         coro.close()
         loop.close()
+
+
+def test_the_chain_of_entered_contexts_is_read_exactly() -> None:
+    # What tells a context entered during the step from one entered beneath it.
+    from ctxloop._checks import entered_chain
+
+    outer, inner = contextvars.Context(), contextvars.Context()
+    chains: List[Any] = []
+    outer.run(inner.run, lambda: chains.append(entered_chain()))
+    assert chains[0] is not None, "the chain must be readable on CPython and PyPy"
+    assert chains[0][:2] == [inner, outer]
+    assert all(type(c) is contextvars.Context for c in chains[0])
+    assert outer not in (entered_chain() or [])  # exited: no longer in the chain
