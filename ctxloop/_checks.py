@@ -42,7 +42,7 @@ import contextvars
 import gc
 import sys
 from types import FrameType
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Tuple
 
 __all__ = ["check_context", "check_task_context", "context_of_task", "context_slot", "entered_chain", "is_entered"]
 
@@ -101,6 +101,16 @@ def context_slot(task: Any) -> contextvars.Context:
     raise RuntimeError(f"cannot find the context of {task!r} on this Python")  # pragma: no cover
 
 
+def _read_back_a_known_chain(
+    chain: Callable[[], List[contextvars.Context]],
+) -> Optional[Tuple[contextvars.Context, contextvars.Context]]:
+    """The self-test of a chain reader: the two contexts it read back, innermost first, or None."""
+    outer, inner = _Context(), _Context()
+    seen: List[List[int]] = []
+    outer.run(inner.run, lambda: seen.append([id(c) for c in chain()[:2]]))
+    return (inner, outer) if seen == [[id(inner), id(outer)]] else None
+
+
 def _chain_from_prev_links() -> Optional[Callable[[], List[contextvars.Context]]]:
     """CPython: a reader of the chain through each Context's ``prev`` link, if the self-test passes."""
     import ctypes
@@ -125,11 +135,9 @@ def _chain_from_prev_links() -> Optional[Callable[[], List[contextvars.Context]]
         probe.run(walk)
         return found
 
-    outer, inner = _Context(), _Context()
-    seen: List[List[int]] = []
-    outer.run(inner.run, lambda: seen.append([id(c) for c in chain()[:2]]))
-    if seen != [[id(inner), id(outer)]] or prev(id(inner)) or prev(id(outer)):
-        return None  # not the layout this relies on: never read it
+    read_back = _read_back_a_known_chain(chain)
+    if read_back is None or any(prev(id(context)) for context in read_back):
+        return None  # not the layout this relies on (or links left after exit): never read it
     return chain
 
 
@@ -148,10 +156,7 @@ def _chain_from_run_frames() -> Optional[Callable[[], List[contextvars.Context]]
             frame = frame.f_back
         return found
 
-    outer, inner = _Context(), _Context()
-    seen: List[List[int]] = []
-    outer.run(inner.run, lambda: seen.append([id(c) for c in chain()[:2]]))
-    return chain if seen == [[id(inner), id(outer)]] else None
+    return chain if _read_back_a_known_chain(chain) is not None else None
 
 
 _MAX_DEPTH = 10_000  # a chain is never this deep; a bound in case memory is not what it should be

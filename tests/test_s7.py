@@ -293,3 +293,19 @@ def test_the_chain_of_entered_contexts_is_read_exactly() -> None:
     assert chains[0][:2] == [inner, outer]
     assert all(type(c) is contextvars.Context for c in chains[0])
     assert outer not in (entered_chain() or [])  # exited: no longer in the chain
+
+
+def test_a_chain_reader_that_reads_wrongly_is_never_used() -> None:
+    # The self-test that guards reading CPython's context links: a reader
+    # that finds nothing, or other contexts, is rejected.
+    from ctxloop._checks import _read_back_a_known_chain
+
+    assert _read_back_a_known_chain(lambda: []) is None
+    assert _read_back_a_known_chain(lambda: [contextvars.Context(), contextvars.Context()]) is None
+    assert _read_back_a_known_chain(lambda: list(reversed(_chain_now()))) is None
+
+
+def _chain_now() -> List[contextvars.Context]:
+    from ctxloop._checks import entered_chain
+
+    return entered_chain() or []
