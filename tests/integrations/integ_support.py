@@ -20,7 +20,7 @@ import logging
 import sys
 import threading
 import warnings
-from typing import Any, Awaitable, Callable, Dict, Iterator, List, Optional, TypeVar
+from typing import Any, Awaitable, Callable, Dict, Iterator, List, Optional, TypeVar, Union
 
 import pytest
 
@@ -178,16 +178,24 @@ async def _hammer_aiohttp(port: int, requests: List[Dict[str, str]]) -> List[Dic
         return list(await asyncio.gather(*(one(n, h) for n, h in enumerate(requests))))
 
 
+Hammer = Callable[[int, Any], Awaitable[List[Dict[str, Any]]]]
+
+
 class Client:
     """Sends the requests from a thread of its own, on a plain asyncio loop, then calls *stop*.
 
-    ``port`` is either known at once or handed over later with ``set_port``
-    (a server that binds port 0 itself says which it got).
+    *kind* is ``"httpx"``, ``"aiohttp"`` or an ``async (port, requests) -> results``
+    function of its own. ``port`` is either known at once or handed over later
+    with ``set_port`` (a server that binds port 0 itself says which it got).
     """
 
-    def __init__(self, kind: str, stop: Callable[[], None], requests: Optional[List[Dict[str, str]]] = None) -> None:
+    def __init__(self, kind: Union[str, Hammer], stop: Callable[[], None], requests: Optional[Any] = None) -> None:
         self.requests = request_ids() if requests is None else requests
-        self._hammer = _hammer_httpx if kind == "httpx" else _hammer_aiohttp
+        self._hammer: Hammer
+        if callable(kind):
+            self._hammer = kind
+        else:
+            self._hammer = _hammer_httpx if kind == "httpx" else _hammer_aiohttp
         self._stop = stop
         self._port: Optional[int] = None
         self._port_known = threading.Event()

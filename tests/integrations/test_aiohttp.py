@@ -11,6 +11,7 @@ Routes onto the loop:
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 from typing import Any, List, Optional
 
@@ -20,6 +21,22 @@ pytest.importorskip("aiohttp", reason="needs aiohttp (pip install --group integr
 
 from aiohttp import web
 from integ_aiohttp import make_app
+from integ_keepalive import (
+    AIOHTTP_BODY_SIZE,
+    LOOP_KINDS,
+    RLOOP_SOCKETS,
+    SEEN,
+    SERVER_VALUE,
+    LoopKind,
+    count_flow_control,
+    exchange,
+    expect,
+    loop_kind,
+    make_aiohttp_app,
+    request_plan,
+    run_on,
+    tally,
+)
 from integ_support import (
     NATIVE,
     NATIVE_REASON,
@@ -112,3 +129,45 @@ def plain_loop(loop_name: str) -> asyncio.AbstractEventLoop:
     loop = base_loop_factory(loop_name)()
     loop.close()
     return loop
+
+
+# ---------------------------------------------------------------------------
+# Keep-alive connections whose request bodies pause reading: no request may
+# start with another request's contextvars (C1, C3), on every ctxloop loop.
+
+
+@pytest.fixture(params=LOOP_KINDS, ids=lambda kind: kind.id)
+def kind(request: pytest.FixtureRequest) -> LoopKind:
+    return loop_kind(request)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.filterwarnings(RLOOP_SOCKETS)
+def test_keepalive_requests_never_see_each_other(kind: LoopKind, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiohttp.base_protocol import BaseProtocol
+
+    counters = count_flow_control(monkeypatch, BaseProtocol, "_reading_paused")
+    plan = request_plan()
+    sock = listening_socket()
+    port = sock.getsockname()[1]
+    client: List[Client] = []
+
+    async def main() -> None:
+        SEEN.set(SERVER_VALUE)  # before the server is created: what every connection must start from (C1)
+        loop, stopped = asyncio.get_running_loop(), asyncio.Event()
+        runner = web.AppRunner(make_aiohttp_app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            await web.SockSite(runner, sock).start()
+            stop = lambda: loop.call_soon_threadsafe(stopped.set)  # noqa: E731
+            client.append(Client(functools.partial(exchange, body_size=AIOHTTP_BODY_SIZE), stop=stop, requests=plan))
+            client[0].start(port)
+            await stopped.wait()
+        finally:
+            await runner.cleanup()
+
+    try:
+        run_on(kind, main)
+    finally:
+        sock.close()
+    expect(kind, "aiohttp", tally(plan, client[0].join(), AIOHTTP_BODY_SIZE), plan, counters)

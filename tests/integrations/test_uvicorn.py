@@ -35,6 +35,21 @@ pytest.importorskip("starlette", reason="needs starlette (pip install --group in
 pytest.importorskip("httpx", reason="needs httpx (pip install --group integrations)")
 
 import uvicorn
+from integ_keepalive import (
+    LOOP_KINDS,
+    RLOOP_SOCKETS,
+    SEEN,
+    SERVER_VALUE,
+    LoopKind,
+    asgi_app,
+    count_flow_control,
+    exchange,
+    expect,
+    loop_kind,
+    request_plan,
+    run_on,
+    tally,
+)
 from integ_support import (
     NATIVE,
     NATIVE_REASON,
@@ -285,3 +300,52 @@ def test_loops_module_factories(loop_name: str) -> None:
         second.close()
     assert sorted(ctxloop.loops.__all__) == ["asyncio_loop", "uvloop_loop"]
     assert all(getattr(ctxloop.loops, name).__doc__ for name in ctxloop.loops.__all__)
+
+
+# ---------------------------------------------------------------------------
+# Keep-alive connections whose request bodies pause reading: no request may
+# start with another request's contextvars (C1, C3), on every ctxloop loop.
+
+
+@pytest.fixture(params=LOOP_KINDS, ids=lambda kind: kind.id)
+def kind(request: pytest.FixtureRequest) -> LoopKind:
+    return loop_kind(request)
+
+
+class KeepAliveServer(uvicorn.Server):
+    """Sets SEEN before it creates its server: what every connection must start from (C1)."""
+
+    async def serve(self, sockets: Any = None) -> None:
+        SEEN.set(SERVER_VALUE)
+        await super().serve(sockets=sockets)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.filterwarnings(RLOOP_SOCKETS)
+@pytest.mark.parametrize("http", ["h11", "httptools"])
+def test_keepalive_requests_never_see_each_other(kind: LoopKind, http: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if http == "httptools":
+        pytest.importorskip("httptools", reason="needs httptools (pip install --group integrations)")
+    from uvicorn.protocols.http.flow_control import FlowControl
+
+    counters = count_flow_control(monkeypatch, FlowControl, "read_paused")
+    plan = request_plan()
+    sock = listening_socket()
+    options: Dict[str, Any] = {"http": http, "log_config": None, "access_log": False, "lifespan": "off"}
+    # uvicorn 0.36+ makes the loop from --loop (ctxloop.loops:<base>_loop, or the
+    # plain loop's name); before it, serve on a loop of our own (no global policy).
+    by_option = LOOP_OPTION_TAKES_FACTORY
+    server = KeepAliveServer(uvicorn.Config(asgi_app, loop=kind.uvicorn_loop() if by_option else "none", **options))
+
+    def stop() -> None:
+        server.should_exit = True
+
+    client = Client(exchange, stop=stop, requests=plan).start(sock.getsockname()[1])
+    try:
+        if by_option:
+            server.run(sockets=[sock])
+        else:
+            run_on(kind, lambda: server.serve(sockets=[sock]))
+    finally:
+        sock.close()
+    expect(kind, "uvicorn", tally(plan, client.join()), plan, counters)
