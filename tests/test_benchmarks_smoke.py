@@ -6,6 +6,7 @@ never a time or a ratio: timings belong to the benchmark, not the test suite.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -82,3 +83,43 @@ def speedups_built() -> bool:
         [sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=str(ROOT), env=env
     )
     return proc.stdout.strip() == "True"
+
+
+@pytest.mark.timeout(120)
+def test_quick_connection_benchmark_runs_and_reports_every_loop(tmp_path: Path) -> None:
+    out = tmp_path / "connections.json"
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "benchmarks", "connections", "--quick", "--json", str(out)],
+        check=False,
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stderr == ""
+    result = json.loads(out.read_text())
+    assert Path(result["ctxloop_path"]).resolve() == Path(ctxloop.__file__).resolve().parent
+    assert result["quick"] is True
+    installed = ["asyncio"] + [name for name in ("uvloop", "rloop") if importlib.util.find_spec(name)]
+    assert list(result["loops"]) == installed
+    for loop_name, data in result["loops"].items():
+        section = proc.stdout.split(f"## {loop_name}")[1].split("\n## ")[0]
+        assert data["target"] == (1.03 if loop_name == "asyncio" else 1.05)
+        # Per workload: the plain loop against itself (the method's noise), then ctxloop against it.
+        assert [(row["group"], row["target"]) for row in data["rows"]] == [
+            ("small", None),
+            ("small", data["target"]),
+            ("large", None),
+            ("large", data["target"]),
+            ("churn", None),
+            ("churn", None),
+        ]
+        for row in data["rows"]:
+            for key in ("arm_ns", "baseline_ns", "ratio", "ratio_min", "ratio_max"):
+                assert math.isfinite(row[key]) and row[key] > 0, (loop_name, row)
+            assert row["ratio_min"] <= row["ratio"] <= row["ratio_max"]
+            assert len(data["times"][row["arm"]]) == result["reps"]
+            line = next(line for line in section.splitlines() if line.startswith(row["comparison"] + " "))
+            assert f"{row['ratio']:.3f}" in line
+            assert (row["target"] is None) == ("(info)" in line)
