@@ -21,9 +21,11 @@ Everything else (I/O, subprocesses, signals, executors, debug) is the base loop'
 from __future__ import annotations
 
 import asyncio
+import importlib
 import sys
+import threading
 import types
-from typing import Any, Callable, Dict, Union
+from typing import Any, Callable, Dict, Tuple, Union
 
 from ._create import create_task_on
 
@@ -31,10 +33,14 @@ __all__ = [
     "LoopBase",
     "disable",
     "enable",
+    "LOOP_NAMES",
+    "NAMED_LOOPS",
+    "import_loop_package",
     "import_uvloop",
     "is_ctxloop_loop",
     "loop_class",
     "loop_factory",
+    "named_loop_class",
     "new_event_loop",
     "resolve_base",
 ]
@@ -49,64 +55,93 @@ else:
     _ASYNCIO_LOOP = asyncio.SelectorEventLoop
 
 
+# The loop packages ctxloop knows by name: the module, its loop class, the
+# Pythons it installs on (a hint when it is missing).
+NAMED_LOOPS: Dict[str, Tuple[str, str, str]] = {
+    "uvloop": ("uvloop", "Loop", "CPython 3.8+, not on Windows"),
+    "rloop": ("rloop", "RLoop", "CPython 3.10+"),
+}
+LOOP_NAMES = ("asyncio", *NAMED_LOOPS)
+
+
+def import_loop_package(name: str) -> Any:
+    """Import the optional loop package *name* (``"uvloop"``, ``"rloop"``), or raise a clear error."""
+    module, _, where = NAMED_LOOPS[name]
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ModuleNotFoundError(
+            f"ctxloop: base={name!r} needs the {module} package, which is not installed for this Python "
+            f"({sys.implementation.name} {sys.version_info[0]}.{sys.version_info[1]}); it installs on {where}: "
+            f"pip install 'ctxloop[{name}]', or use base='asyncio'",
+            name=module,
+        ) from None
+
+
 def import_uvloop() -> Any:
     """Import uvloop (an optional dependency), or raise a clear error."""
-    try:
-        import uvloop
-    except ImportError:
-        if sys.implementation.name != "cpython":
-            hint = f"uvloop runs on CPython only, not on {sys.implementation.name}: use base='asyncio' here"
-        else:
-            hint = "install it with: pip install 'ctxloop[uvloop]'"
-        raise ModuleNotFoundError(
-            f"ctxloop: base='uvloop' needs the uvloop package, which is not installed for this Python; {hint}",
-            name="uvloop",
-        ) from None
-    return uvloop
+    return import_loop_package("uvloop")
+
+
+def named_loop_class(name: str) -> type:
+    """The loop class of the loop package *name* (imported now)."""
+    return getattr(import_loop_package(name), NAMED_LOOPS[name][1])  # type: ignore[no-any-return]
 
 
 _classes: Dict[type, type] = {}
+_classes_lock = threading.Lock()
 
 
 def loop_class(base: type) -> type:
-    """The ctxloop subclass of the loop class *base* (made once per class)."""
+    """The ctxloop subclass of the loop class *base* (made once per class, whichever thread asks first)."""
     cls = _classes.get(base)
-    if cls is None:
-        cls = _classes[base] = type(
-            base.__name__,
-            (base,),
-            {
-                "__module__": base.__module__,
-                "__qualname__": base.__qualname__,
-                "__doc__": base.__doc__,
-                "create_task": create_task_on,
-                "_ctxloop_class": True,
-            },
-        )
+    if cls is not None:
+        return cls
+    with _classes_lock:  # without the GIL, threads making their first loop at once would each make one
+        cls = _classes.get(base)
+        if cls is None:
+            cls = _classes[base] = _make_loop_class(base)
     return cls
 
 
-def _uvloop_loop() -> asyncio.AbstractEventLoop:
-    return loop_class(import_uvloop().Loop)()  # type: ignore[no-any-return]
+def _make_loop_class(base: type) -> type:
+    return type(
+        base.__name__,
+        (base,),
+        {
+            "__module__": base.__module__,
+            "__qualname__": base.__qualname__,
+            "__doc__": base.__doc__,
+            "create_task": create_task_on,
+            "_ctxloop_class": True,
+        },
+    )
 
 
 def _asyncio_loop() -> asyncio.AbstractEventLoop:
     return loop_class(_ASYNCIO_LOOP)()  # type: ignore[no-any-return]
 
 
+_NAMES = ", ".join(repr(name) for name in LOOP_NAMES)
+
+
 def resolve_base(base: LoopBase) -> Callable[[], asyncio.AbstractEventLoop]:
     """Turn a ``base=`` argument into a zero-argument factory of ctxloop loops, or raise."""
     if base is None or base == "asyncio":
         return _asyncio_loop
-    if base == "uvloop":
-        import_uvloop()
-        return _uvloop_loop
     if isinstance(base, str):
-        raise ValueError(f"unknown loop {base!r}: expected None, 'asyncio', 'uvloop' or a zero-argument loop factory")
+        if base not in NAMED_LOOPS:
+            raise ValueError(f"unknown loop {base!r}: expected None, {_NAMES} or a zero-argument loop factory")
+        cls = loop_class(named_loop_class(base))
+
+        def make_named() -> asyncio.AbstractEventLoop:
+            return cls()  # type: ignore[no-any-return]
+
+        return make_named
     if not callable(base):
         raise TypeError(
-            "base must be None, 'asyncio', 'uvloop' or a zero-argument callable "
-            f"returning an event loop, not {type(base).__name__}"
+            f"base must be None, {_NAMES} or a zero-argument callable returning an event loop, "
+            f"not {type(base).__name__}"
         )
 
     def make() -> asyncio.AbstractEventLoop:
@@ -158,8 +193,8 @@ def disable(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
 def new_event_loop(base: LoopBase = None) -> asyncio.AbstractEventLoop:
     """Return a new ctxloop loop built on *base*.
 
-    *base* is None or ``"asyncio"`` (asyncio's default loop), ``"uvloop"``, or a
-    zero-argument callable returning an ``asyncio.AbstractEventLoop``. The loop
+    *base* is None or ``"asyncio"`` (asyncio's default loop), ``"uvloop"``,
+    ``"rloop"``, or a zero-argument callable returning an ``asyncio.AbstractEventLoop``. The loop
     is that loop, unchanged except that ``create_task(coro, *, name=None,
     context=None)`` works on every Python with 3.12's semantics, for every
     caller.
@@ -172,8 +207,8 @@ def loop_factory(base: LoopBase = None) -> Callable[[], asyncio.AbstractEventLoo
 
     For ``asyncio.run(main, loop_factory=...)`` (3.12+), ``asyncio.Runner``,
     ``ctxloop.run``, anyio's ``backend_options={"loop_factory": ...}`` and
-    pytest-asyncio. *base* is checked now: an unknown name, or ``"uvloop"``
-    when uvloop is not installed, raises here rather than in the first run.
+    pytest-asyncio. *base* is checked now: an unknown name, or ``"uvloop"``/``"rloop"``
+    when that package is not installed, raises here rather than in the first run.
     """
     make = resolve_base(base)
 

@@ -15,7 +15,7 @@ import asyncio
 import sys
 from typing import Any, Optional, Union
 
-from ._loop import _ASYNCIO_LOOP, enable, import_uvloop, loop_class
+from ._loop import _ASYNCIO_LOOP, LOOP_NAMES, NAMED_LOOPS, enable, import_loop_package, loop_class, named_loop_class
 
 __all__ = ["EventLoopPolicy", "current_policy", "set_policy"]
 
@@ -38,15 +38,18 @@ if sys.version_info >= (3, 14):
         """Set the policy slot without asyncio's deprecation warning (for restoring one)."""
         asyncio.events._set_event_loop_policy(policy)
 
-    class _UvloopPolicy(_BaseDefaultPolicy):  # type: ignore[misc]
+    class _NamedLoopPolicy(_BaseDefaultPolicy):  # type: ignore[misc]
         # uvloop's own EventLoopPolicy touches asyncio's deprecated names when
-        # first used on 3.14+; this one makes uvloop loops without them.
-        def _loop_factory(self) -> asyncio.AbstractEventLoop:
-            return loop_class(import_uvloop().Loop)()  # type: ignore[no-any-return]
+        # first used on 3.14+; this one makes the named package's loops without them.
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self._class = loop_class(named_loop_class(name))
 
-    def _uvloop_policy() -> Any:
-        import_uvloop()
-        return _UvloopPolicy()
+        def _loop_factory(self) -> asyncio.AbstractEventLoop:
+            return self._class()  # type: ignore[no-any-return]
+
+    def _named_policy(name: str) -> Any:
+        return _NamedLoopPolicy(name)
 
 else:
     _AbstractPolicy = asyncio.AbstractEventLoopPolicy
@@ -61,23 +64,25 @@ else:
         """Set the policy slot."""
         asyncio.set_event_loop_policy(policy)
 
-    def _uvloop_policy() -> Any:
-        return import_uvloop().EventLoopPolicy()
+    def _named_policy(name: str) -> Any:
+        return import_loop_package(name).EventLoopPolicy()
+
+
+_NAMES = ", ".join(repr(name) for name in LOOP_NAMES)
 
 
 def _resolve_policy(base: Any) -> Any:
     if base is None or base == "asyncio":
         return _DefaultPolicy()
-    if base == "uvloop":
-        return _uvloop_policy()
+    if base in NAMED_LOOPS:
+        return _named_policy(base)
     if isinstance(base, str):
-        raise ValueError(f"unknown policy {base!r}: expected None, 'asyncio', 'uvloop' or an event loop policy")
+        raise ValueError(f"unknown policy {base!r}: expected None, {_NAMES} or an event loop policy")
     if isinstance(base, EventLoopPolicy):
         return base._base
     if not isinstance(base, _AbstractPolicy):
         raise TypeError(
-            "base must be None, 'asyncio', 'uvloop' or an asyncio.AbstractEventLoopPolicy "
-            f"instance, not {type(base).__name__}"
+            f"base must be None, {_NAMES} or an asyncio.AbstractEventLoopPolicy instance, not {type(base).__name__}"
         )
     return base
 
@@ -86,7 +91,7 @@ class EventLoopPolicy(_AbstractPolicy):  # type: ignore[misc, valid-type]
     """An event loop policy that wraps *base* and hands out ctxloop loops.
 
     *base* is a policy instance, None or ``"asyncio"`` (a new instance of
-    asyncio's default policy) or ``"uvloop"``. Every loop this policy creates or
+    asyncio's default policy), ``"uvloop"`` or ``"rloop"``. Every loop this policy creates or
     returns is a ctxloop loop (see ``ctxloop.new_event_loop``); every other
     method, child watchers included (3.8-3.13), is *base*'s.
     """

@@ -29,7 +29,7 @@ from typing import Any, Callable, Coroutine, Dict, List, Optional, Sequence, Tup
 
 from ._accel import implementation
 from ._create import create_task
-from ._loop import resolve_base
+from ._loop import LOOP_NAMES, resolve_base
 from ._runner import run
 
 __all__ = [
@@ -574,7 +574,7 @@ def _base_factory(name: str) -> LoopFactory:
 
 def _ctxloop_factory(name: str) -> LoopFactory:
     """A factory of the ctxloop loops of *name* a user gets."""
-    return resolve_base(name if name in ("asyncio", "uvloop") else _base_factory(name))
+    return resolve_base(name if name in LOOP_NAMES else _base_factory(name))
 
 
 def _bounded(work: Callable[[], _T], timeout: float) -> Tuple[bool, Any]:

@@ -5,6 +5,7 @@ these directly, for example::
 
     uvicorn app:app --loop ctxloop.loops:uvloop_loop
     uvicorn app:app --loop ctxloop.loops:asyncio_loop
+    uvicorn app:app --loop ctxloop.loops:rloop_loop
 
 Each call returns a new ctxloop loop (``ctxloop.new_event_loop``) on that base.
 """
@@ -15,7 +16,7 @@ import asyncio
 
 from ._loop import new_event_loop
 
-__all__ = ["asyncio_loop", "uvloop_loop"]
+__all__ = ["asyncio_loop", "rloop_loop", "uvloop_loop"]
 
 
 def asyncio_loop() -> asyncio.AbstractEventLoop:
@@ -37,3 +38,13 @@ def uvloop_loop() -> asyncio.AbstractEventLoop:
     Without uvloop it raises ``ModuleNotFoundError`` naming the package.
     """
     return new_event_loop("uvloop")
+
+
+def rloop_loop() -> asyncio.AbstractEventLoop:
+    """Return a new ctxloop loop on rloop (which must be installed: CPython 3.10+).
+
+    A zero-argument loop factory: ``uvicorn app:app --loop
+    ctxloop.loops:rloop_loop``, ``asyncio.run(main(), loop_factory=ctxloop.loops.rloop_loop)``
+    (3.12+). Without rloop it raises ``ModuleNotFoundError`` naming the package.
+    """
+    return new_event_loop("rloop")

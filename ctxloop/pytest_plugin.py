@@ -62,7 +62,7 @@ from typing import Any, Callable, Dict, Generator, List, Mapping, Optional, Tupl
 
 import pytest
 
-from ._loop import enable, import_uvloop, loop_factory
+from ._loop import LOOP_NAMES, NAMED_LOOPS, enable, import_uvloop, loop_factory
 from ._runner import Runner
 
 __all__ = ["pytest_addoption", "pytest_configure"]
@@ -174,17 +174,15 @@ def _factories(source: str, names: List[str]) -> Dict[str, LoopFactory]:
         try:
             factories[_ID_PREFIX + name] = loop_factory(name)
         except ModuleNotFoundError as exc:
-            if sys.implementation.name == "cpython":
-                hint = f"install it with: pip install 'ctxloop[{name}]', or leave {name!r} out"
-            else:
-                hint = f"it runs on CPython only: leave {name!r} out here"
+            where = NAMED_LOOPS[name][2]
             raise pytest.UsageError(
                 f"{source}: loop {name!r} needs the {exc.name} package, which is not installed for this "
-                f"Python ({sys.executable}); {hint}"
+                f"Python ({sys.executable}); it installs on {where}: pip install 'ctxloop[{name}]', "
+                f"or leave {name!r} out"
             ) from None
         except ValueError:
             raise pytest.UsageError(
-                f"{source}: unknown loop {name!r}; expected a comma-separated list of: asyncio, uvloop"
+                f"{source}: unknown loop {name!r}; expected a comma-separated list of: {', '.join(LOOP_NAMES)}"
             ) from None
     return factories
 

@@ -27,7 +27,8 @@ anyio_abc = pytest.importorskip("anyio.abc")
 
 var: contextvars.ContextVar[Any] = contextvars.ContextVar("var", default="unset")
 
-LOOPS = ["asyncio"] + (["uvloop"] if importlib.util.find_spec("uvloop") else [])
+from conftest import LOOPS  # noqa: E402
+
 BACKENDS = [f"asyncio-{loop}" for loop in LOOPS] + (["trio"] if importlib.util.find_spec("trio") else [])
 ASYNCIO_BACKENDS = [b for b in BACKENDS if b.startswith("asyncio-")]
 

@@ -18,7 +18,8 @@ import ctxloop
 from ctxloop import _report
 
 ROOT = Path(__file__).resolve().parent.parent
-LOOPS = ["asyncio"] + (["uvloop"] if importlib.util.find_spec("uvloop") else [])
+from conftest import LOOPS  # noqa: E402
+
 CHECK_IDS = ["N1", "N2", "N3", "N4", "N5", "N5b", "N6", "S1", "S2", "S3", "S4", "S5", "S6", "S7"]
 
 

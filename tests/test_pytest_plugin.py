@@ -23,7 +23,8 @@ import pytest
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parent.parent
-LOOPS = ["asyncio"] + (["uvloop"] if importlib.util.find_spec("uvloop") else [])
+from conftest import LOOPS  # noqa: E402
+
 ALL_LOOPS = ",".join(LOOPS)
 INNER_TIMEOUT = 90  # seconds for one inner session (PyPy starts slowly)
 
@@ -189,11 +190,7 @@ def test_missing_uvloop_is_a_usage_error_naming_it(inner: pytest.Pytester) -> No
     inner.makepyfile(test_probe=LOOP_PROBE)
     result = run(inner, "--ctxloop=asyncio,uvloop")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    hint = (
-        "install it with: pip install 'ctxloop[uvloop]', or leave 'uvloop' out"
-        if sys.implementation.name == "cpython"
-        else "it runs on CPython only: leave 'uvloop' out here"
-    )
+    hint = "it installs on CPython 3.8+, not on Windows: pip install 'ctxloop[uvloop]', or leave 'uvloop' out"
     message = (
         "ERROR: --ctxloop=asyncio,uvloop: loop 'uvloop' needs the uvloop package, which is not installed for "
         f"this Python ({sys.executable}); {hint}"
