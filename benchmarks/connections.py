@@ -26,6 +26,15 @@ min-max:
 Times are CPU time of the process (client and server both run in it; ``--clock
 wall`` for ``perf_counter``). Nothing here asserts a time: it prints what it
 measured.
+
+On a shared machine the per-repetition ratios of round trips this short
+spread by 10-30 %, so ``--instructions`` counts instead, with valgrind's
+callgrind (user-space instructions: the kernel's share of a round trip is the
+same in every arm): one process per loop runs every arm, and callgrind dumps
+its counters at each call of libc's ``getppid()``, between segments of N1 and
+N2 round trips; per round trip = (Ir(N2) - Ir(N1)) / (N2 - N1), so start-up,
+warm-up and each batch's fixed cost cancel out. Counts repeat to a few parts
+per million: the plain-vs-plain ratio is 1.000 there.
 """
 
 from __future__ import annotations
@@ -33,10 +42,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import gc
 import importlib.util
 import json
 import os
+import re
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from typing import Any, Callable, Coroutine, Dict, List, Optional, Set, Tuple
@@ -191,7 +204,8 @@ class Bench:
         async def shut() -> None:
             self.server.close()
             # Python 3.8-3.11 leave the accepted connections open.
-            for protocol in [*self.clients, *self.accepted]:
+            protocols: List[Any] = [*self.clients, *self.accepted]
+            for protocol in protocols:
                 protocol.transport.close()
             await self.server.wait_closed()
             await asyncio.sleep(0)  # their connection_lost
@@ -318,6 +332,136 @@ def measure_loop(loop_name: str, sizes: Sizes, reps: int, clock: Callable[[], fl
 
 
 # --------------------------------------------------------------------------
+# Instruction counts (--instructions).
+
+WORKLOADS = ("small", "large", "churn")
+# Round trips per segment: N1, N2 (and with --quick).
+SEGMENTS = {"small": (100, 500), "large": (10, 50), "churn": (20, 100)}
+QUICK_SEGMENTS = {"small": (10, 30), "large": (2, 6), "churn": (4, 12)}
+WARMUP = {"small": 100, "large": 10, "churn": 20}
+
+
+def _batch(bench: Bench, workload: str, count: int) -> None:
+    if workload == "churn":
+        bench.churn(count)
+    else:
+        bench.keep_alive(SMALL_BODY if workload == "small" else LARGE_BODY, count)
+
+
+def run_segments(loop_name: str, segments: Dict[str, Tuple[int, int]]) -> None:
+    """Under callgrind: every arm and workload, N1 then N2 round trips, each segment opened by ``getppid()``."""
+    sizes = Sizes(False)
+    # One connection: with several, how many become readable per select() depends on timing.
+    sizes.connections = 1
+    make = base_factory(loop_name)
+    benches = {
+        "plain A": Bench(make(), sizes, time.perf_counter),
+        "plain B": Bench(make(), sizes, time.perf_counter),
+        "ctxloop": Bench(ctxloop_loop(loop_name), sizes, time.perf_counter),
+    }
+    order = []
+    try:
+        for workload in segments:
+            for bench in benches.values():
+                _batch(bench, workload, WARMUP[workload])
+        # A collection of the older generations costs millions of instructions, in whichever
+        # segment it falls: none during the segments (a few thousand round trips make no garbage
+        # that only the cycle collector frees; the leak tests check that).
+        gc.collect()
+        gc.disable()
+        for workload, counts in segments.items():
+            for arm, bench in benches.items():
+                for count in counts:
+                    os.getppid()  # callgrind dumps here: the previous segment ends
+                    _batch(bench, workload, count)
+                    order.append([workload, arm, count])
+        os.getppid()
+    finally:
+        gc.enable()
+        for bench in benches.values():
+            bench.close()
+    print(json.dumps(order))
+
+
+_TOTAL = re.compile(r"^(?:summary|totals):\s*(\d+)", re.MULTILINE)
+
+
+def _total(path: str) -> int:
+    with open(path) as f:
+        found = _TOTAL.search(f.read())
+    if found is None:
+        raise RuntimeError(f"no total in {path}")
+    return int(found.group(1))
+
+
+def count_instructions(loop_name: str, segments: Dict[str, Tuple[int, int]]) -> Dict[str, Any]:
+    """Instructions per round trip of every arm and workload on *loop_name*, from one valgrind run."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONHASHSEED="0", PYTHONMALLOC="pymalloc")
+    with tempfile.TemporaryDirectory(prefix="ctxloop-conn-cg-") as tmp:
+        out = os.path.join(tmp, "cg.out")
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            "--dump-instr=no",
+            "--dump-line=no",
+            "--dump-before=getppid",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            "-m",
+            "benchmarks.connections",
+            "--segments",
+            loop_name,
+            json.dumps(segments),
+        ]
+        proc = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{proc.stderr[-3000:]}")
+        order = json.loads(proc.stdout.strip().splitlines()[-1])
+        # Dump 1 holds the start-up and warm-up; dump k + 1 the k-th segment.
+        totals = [_total(f"{out}.{k + 2}") for k in range(len(order))]
+        if os.path.exists(f"{out}.{len(order) + 2}"):
+            raise RuntimeError("getppid() was called outside the benchmark's segments: the counts would be wrong")
+    measured: Dict[Tuple[str, str], Dict[int, int]] = {}
+    for (workload, arm, count), total in zip(order, totals):
+        measured.setdefault((workload, arm), {})[count] = total
+    per: Dict[str, Dict[str, float]] = {}
+    for (workload, arm), by_count in measured.items():
+        n1, n2 = segments[workload]
+        per.setdefault(workload, {})[arm] = (by_count[n2] - by_count[n1]) / (n2 - n1)
+    rows = []
+    labels = {
+        "small": f"keep-alive round trip, {SMALL_BODY}-byte body",
+        "large": f"keep-alive round trip, {LARGE_BODY // 1024} KiB body (pauses reading)",
+        "churn": "new connection per round trip (connect, request, close)",
+    }
+    for workload in segments:
+        target = None if workload == "churn" else TARGETS[loop_name]
+        figures = per[workload]
+        for arm, row_target, note in (
+            ("plain B", None, "plain vs plain (noise)"),
+            ("ctxloop", target, "ctxloop vs plain"),
+        ):
+            ratio = figures[arm] / figures["plain A"]
+            rows.append(
+                {
+                    "group": workload,
+                    "comparison": f"{labels[workload]}: {note}",
+                    "arm": arm,
+                    "arm_ir": figures[arm],
+                    "baseline_ir": figures["plain A"],
+                    "ratio": ratio,
+                    "target": row_target,
+                    "meets": None if row_target is None else ratio <= row_target,
+                }
+            )
+    version = None
+    if loop_name != "asyncio":
+        version = getattr(importlib.import_module(loop_name), "__version__", None)
+    return {"version": version, "target": TARGETS[loop_name], "segments": segments, "rows": rows}
+
+
+# --------------------------------------------------------------------------
 # Reporting.
 
 
@@ -347,6 +491,22 @@ def print_report(result: Dict[str, Any]) -> None:
             )
 
 
+def print_instructions(result: Dict[str, Any]) -> None:
+    print(f"ctxloop {result['ctxloop']} ({result['ctxloop_path']}) on {result['python']}")
+    print(f"implementation: {result['implementation']}")
+    print("instructions per round trip (callgrind, user space): (Ir(N2) - Ir(N1)) / (N2 - N1)")
+    for loop_name, data in result["loops"].items():
+        print()
+        print(f"## {loop_name}" + (f" {data['version']}" if data["version"] else ""))
+        width = max(len(r["comparison"]) for r in data["rows"])
+        print(f"{'comparison':<{width}}  {'arm':>9} {'base':>9} {'ratio':>7}  verdict")
+        for row in data["rows"]:
+            print(
+                f"{row['comparison']:<{width}}  {row['arm_ir']:>9.0f} {row['baseline_ir']:>9.0f} "
+                f"{row['ratio']:>7.3f}  {_verdict(row)}  (Ir/round trip)"
+            )
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks connections", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a tiny run (smoke test)")
@@ -354,12 +514,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default 9; 3 with --quick)")
     parser.add_argument("--loops", default=None, help="comma-separated loops (default: every installed one)")
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="process_time or perf_counter")
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions per round trip under valgrind instead"
+    )
+    parser.add_argument("--segments", nargs=2, metavar=("LOOP", "JSON"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.segments:
+        run_segments(args.segments[0], {k: tuple(v) for k, v in json.loads(args.segments[1]).items()})
+        return 0
     from ctxloop._accel import implementation
 
-    sizes = Sizes(args.quick)
-    reps = args.reps if args.reps is not None else (3 if args.quick else 9)
-    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     loops = args.loops.split(",") if args.loops else installed_loops()
     result: Dict[str, Any] = {
         "python": python_label(),
@@ -367,13 +531,23 @@ def main(argv: Optional[List[str]] = None) -> int:
         "ctxloop_path": os.path.dirname(ctxloop.__file__),
         "implementation": implementation(),
         "machine": machine(),
-        "clock": "process_time" if args.clock == "cpu" else "perf_counter",
         "quick": args.quick,
-        "reps": reps,
-        "connections": sizes.connections,
-        "loops": {name: measure_loop(name, sizes, reps, clock) for name in loops},
     }
-    print_report(result)
+    if args.instructions:
+        segments = QUICK_SEGMENTS if args.quick else SEGMENTS
+        result["measure"] = "instructions"
+        result["loops"] = {name: count_instructions(name, segments) for name in loops}
+        print_instructions(result)
+    else:
+        sizes = Sizes(args.quick)
+        reps = args.reps if args.reps is not None else (3 if args.quick else 9)
+        clock = time.process_time if args.clock == "cpu" else time.perf_counter
+        result["measure"] = "time"
+        result["clock"] = "process_time" if args.clock == "cpu" else "perf_counter"
+        result["reps"] = reps
+        result["connections"] = sizes.connections
+        result["loops"] = {name: measure_loop(name, sizes, reps, clock) for name in loops}
+        print_report(result)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
