@@ -14,6 +14,7 @@ from ._binding import isolated, run_in_context
 from ._create import create_task
 from ._factory import chain_task_factory, task_factory
 from ._install import install, uninstall
+from ._ipython import load_ipython_extension, unload_ipython_extension
 from ._loop import disable, enable, loop_factory, new_event_loop
 from ._runner import Runner, run
 from ._task import Task
@@ -34,12 +35,14 @@ __all__ = [
     "enable",
     "install",
     "isolated",
+    "load_ipython_extension",
     "loop_factory",
     "new_event_loop",
     "run",
     "run_in_context",
     "task_factory",
     "uninstall",
+    "unload_ipython_extension",
 ]
 
 

@@ -254,7 +254,12 @@ def run(
     executor, and closes the loop.
     """
     if asyncio._get_running_loop() is not None:
-        # Same message as asyncio's.
-        raise RuntimeError("asyncio.run() cannot be called from a running event loop")
+        # asyncio's message, naming the call made, and what to write instead
+        # where a loop already runs (a notebook cell can await at its top level).
+        name = getattr(main, "__name__", "main")
+        raise RuntimeError(
+            "ctxloop.run() cannot be called from a running event loop: await the coroutine instead "
+            f"(in a Jupyter or IPython cell, write await {name}(...) rather than ctxloop.run({name}(...)))"
+        )
     with Runner(debug=debug, loop_factory=loop_factory) as runner:
         return runner.run(main, context=context)
