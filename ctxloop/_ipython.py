@@ -18,13 +18,13 @@ cell); in terminal IPython, in the main thread's context. A cell with
 IPython's ``loop.run_until_complete``), in a *copy* of that context, and what
 it sets dies with the copy. Both run the cell as the coroutine the shell's
 ``run_cell_async`` returns: the extension wraps that method (an instance
-attribute of the one shell), so that the cell's coroutine runs in the context
-an inline cell runs in: in a kernel, the message task's own context; in
-terminal IPython, the main thread's, read where ``entered_chain()`` can read it
-(CPython). Where it cannot (PyPy), every cell runs in a context the extension
-keeps instead, copied from the main thread's when the first cell after loading
-starts: values set while the extension is loaded are then not seen after
-``%unload_ext``.
+attribute of the one shell) so that a cell with ``await`` runs as a task in
+the very context an inline cell runs in: in a kernel, its message task's
+context; in terminal IPython, the main thread's base context (named through
+``entered_chain()``, on CPython). Where that context cannot be named or given
+to a task (PyPy; IPython embedded inside a ``Context.run``), every cell runs in
+a context the extension keeps instead, copied when the first cell after loading
+starts: what cells set there is not seen after ``%unload_ext``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import threading
 from typing import Any, Callable, Coroutine, Dict, Optional
 
 from ._binding import run_in_context
-from ._checks import _is_current, context_of_task, entered_chain
+from ._checks import _is_current, context_of_task, entered_chain, is_entered
 from ._create import create_task
 from ._install import hold_create_task_patch, release_create_task_patch
 from ._loop import disable, enable, is_ctxloop_loop
@@ -69,10 +69,14 @@ class _Loaded:
             task = asyncio.current_task(loop)
             context = None if task is None else context_of_task(task)
         else:
-            # Terminal IPython: cells are dispatched from the main thread, outside any task.
+            # Terminal IPython: cells are dispatched from the main thread, outside
+            # any task, in its base context, which no Context.run has entered
+            # (so a task can run in it; CPython allows entering it on top of
+            # itself). An entered one (IPython embedded in a Context.run) cannot
+            # be given to a task, nor can a context that cannot be named.
             chain = entered_chain()
             context = chain[0] if chain else None
-            if context is None:
+            if context is None or is_entered(context):
                 if self.own_context is None:
                     self.own_context = contextvars.copy_context()
                 return self.own_context
@@ -81,14 +85,14 @@ class _Loaded:
 
 async def _run_cell_in(context: contextvars.Context, cell: Coroutine[Any, Any, Any]) -> Any:
     if _is_current(context):
-        # Stepped at once where it was made: a kernel's cell without await.
+        # A cell without await, stepped at once where it was made.
         return await cell
     if asyncio._get_running_loop() is None:
-        # A cell without await, stepped inline with no loop running, in the
-        # extension's own context (terminal IPython, where the main thread's
-        # context cannot be named: PyPy).
+        # A cell without await, stepped with no loop running, in the
+        # extension's own context: inline, as IPython steps it.
         return await run_in_context(context, cell)
-    # A cell with await, as a task of its own: in the context itself, not a copy.
+    # A cell with await, in the task IPython made for it (in a copy): run as a
+    # task of its own in the context itself, which no step has entered now.
     return await create_task(cell, context=context)
 
 
