@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import functools
 import gc
 import importlib.util
@@ -90,9 +91,10 @@ class Sizes:
 class Server(asyncio.Protocol):
     """One request at a time per connection: ``<length>\\n<body>``, answered with ANSWER by a task of its own."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, live: Set["Server"]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, live: Set["Server"], closes: bool = False) -> None:
         self.loop = loop
         self.live = live  # the open connections, closed with the bench
+        self.closes = closes  # close the connection after each answer
         self.transport: Any = None
         self.head = bytearray()
         self.remaining = -1  # body bytes still to come; -1 between requests
@@ -145,6 +147,8 @@ class Server(asyncio.Protocol):
         assert self.remaining == 0, "the client sent more than it announced"
         self.remaining = -1
         self.transport.write(ANSWER)
+        if self.closes:
+            self.transport.close()
 
 
 class Client(asyncio.Protocol):
@@ -184,8 +188,11 @@ def request_bytes(body_size: int) -> bytes:
 class Bench:
     """One loop serving itself: its server, its keep-alive clients, and the batches run on it."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, sizes: Sizes, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, sizes: Sizes, clock: Callable[[], float], server_closes: bool = False
+    ) -> None:
         self.loop, self.sizes, self.clock = loop, sizes, clock
+        self.server_closes = server_closes
         self.server: Any = None
         self.port = 0
         self.clients: List[Client] = []
@@ -194,7 +201,7 @@ class Bench:
 
     async def _open(self) -> None:
         loop = self.loop
-        self.server = await loop.create_server(lambda: Server(loop, self.accepted), HOST, 0)
+        self.server = await loop.create_server(lambda: Server(loop, self.accepted, self.server_closes), HOST, 0)
         self.port = self.server.sockets[0].getsockname()[1]
         for _ in range(self.sizes.connections):
             _, client = await loop.create_connection(lambda: Client(loop), HOST, self.port)
@@ -229,7 +236,9 @@ class Bench:
 
         return self.run(work)
 
-    def churn(self, total: int) -> float:
+    def churn(self, total: int, parallel: int = 0) -> float:
+        """*total* new connections, *parallel* at a time (default: as many as the keep-alive ones)."""
+        parallel = parallel or self.sizes.connections
         request = request_bytes(SMALL_BODY)
         loop = self.loop
 
@@ -241,8 +250,8 @@ class Bench:
                 transport.close()
 
         async def work() -> None:
-            for _ in range(total // self.sizes.connections):
-                await asyncio.gather(*(one() for _ in range(self.sizes.connections)))
+            for _ in range(total // parallel):
+                await asyncio.gather(*(one() for _ in range(parallel)))
             await asyncio.sleep(0)  # the last transports' connection_lost
 
         return self.run(work)
@@ -462,6 +471,87 @@ def count_instructions(loop_name: str, segments: Dict[str, Tuple[int, int]]) -> 
 
 
 # --------------------------------------------------------------------------
+# Memory after many closed connections (--leaks N).
+
+
+def rss_bytes() -> Optional[int]:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def live_contexts() -> int:
+    return sum(1 for obj in gc.get_objects() if type(obj) is contextvars.Context)
+
+
+LEAK_PARALLEL = 50  # connections open at once
+
+
+def churn_memory(loop: asyncio.AbstractEventLoop, total: int, traced: int) -> Dict[str, Any]:
+    """*total* connections opened, answered and closed (the server closes first, then the client)."""
+    sizes = Sizes(False)
+    bench = Bench(loop, sizes, time.perf_counter, server_closes=True)
+    out: Dict[str, Any] = {"connections": total, "traced_connections": traced}
+    try:
+        bench.churn(min(2_000, total), LEAK_PARALLEL)  # warm-up: free lists, the selector's maps
+        gc.collect()
+        contexts, rss, start = live_contexts(), rss_bytes(), time.perf_counter()
+        for _ in range(total // 10_000):
+            bench.churn(10_000, LEAK_PARALLEL)
+        bench.churn(total % 10_000, LEAK_PARALLEL)
+        out["seconds"] = time.perf_counter() - start
+        out["cycles_freed"] = gc.collect()
+        after = rss_bytes()
+        out["rss_delta"] = None if rss is None or after is None else after - rss
+        out["contexts_delta"] = live_contexts() - contexts
+        out["open_server_side"] = len(bench.accepted) - len(bench.clients)  # less the keep-alive ones
+        try:
+            import tracemalloc
+        except ImportError:  # PyPy
+            out["traced_delta"] = None
+        else:
+            gc.collect()
+            tracemalloc.start()
+            try:
+                before = tracemalloc.get_traced_memory()[0]
+                bench.churn(traced, LEAK_PARALLEL)
+                gc.collect()
+                out["traced_delta"] = tracemalloc.get_traced_memory()[0] - before
+            finally:
+                tracemalloc.stop()
+    finally:
+        bench.close()
+    return out
+
+
+def leaks(loop_name: str, total: int) -> Dict[str, Any]:
+    traced = min(total, 10_000)
+    return {
+        "plain": churn_memory(base_factory(loop_name)(), total, traced),
+        "ctxloop": churn_memory(ctxloop_loop(loop_name), total, traced),
+    }
+
+
+def print_leaks(result: Dict[str, Any]) -> None:
+    print(f"ctxloop {result['ctxloop']} ({result['ctxloop_path']}) on {result['python']}")
+    print(f"implementation: {result['implementation']}")
+    for loop_name, arms in result["loops"].items():
+        print()
+        print(f"## {loop_name}")
+        for arm, m in arms.items():
+            rss = "n/a" if m["rss_delta"] is None else f"{m['rss_delta'] / 2**20:+.2f} MiB"
+            traced = "n/a" if m["traced_delta"] is None else f"{m['traced_delta'] / 2**10:+.1f} KiB"
+            print(
+                f"{arm:>7}: {m['connections']:,} closed connections in {m['seconds']:.1f}s: RSS {rss}; "
+                f"live Context objects {m['contexts_delta']:+d}; server connections still open "
+                f"{m['open_server_side']}; cycle collector freed {m['cycles_freed']}; "
+                f"tracemalloc over {m['traced_connections']:,}: {traced}"
+            )
+
+
+# --------------------------------------------------------------------------
 # Reporting.
 
 
@@ -517,6 +607,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument(
         "--instructions", action="store_true", help="count instructions per round trip under valgrind instead"
     )
+    parser.add_argument("--leaks", type=int, metavar="N", help="memory after N closed connections instead")
     parser.add_argument("--segments", nargs=2, metavar=("LOOP", "JSON"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.segments:
@@ -533,7 +624,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         "machine": machine(),
         "quick": args.quick,
     }
-    if args.instructions:
+    if args.leaks:
+        result["measure"] = "leaks"
+        result["loops"] = {name: leaks(name, args.leaks) for name in loops}
+        print_leaks(result)
+    elif args.instructions:
         segments = QUICK_SEGMENTS if args.quick else SEGMENTS
         result["measure"] = "instructions"
         result["loops"] = {name: count_instructions(name, segments) for name in loops}

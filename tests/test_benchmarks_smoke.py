@@ -123,3 +123,27 @@ def test_quick_connection_benchmark_runs_and_reports_every_loop(tmp_path: Path) 
             line = next(line for line in section.splitlines() if line.startswith(row["comparison"] + " "))
             assert f"{row['ratio']:.3f}" in line
             assert (row["target"] is None) == ("(info)" in line)
+
+
+@pytest.mark.timeout(120)
+def test_connection_leak_mode_runs_and_reports_every_loop(tmp_path: Path) -> None:
+    out = tmp_path / "leaks.json"
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "benchmarks", "connections", "--leaks", "100", "--json", str(out)],
+        check=False,
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stderr == ""
+    result = json.loads(out.read_text())
+    assert result["measure"] == "leaks"
+    for loop_name, arms in result["loops"].items():
+        assert list(arms) == ["plain", "ctxloop"], loop_name
+        for arm, measured in arms.items():
+            assert measured["connections"] == 100
+            assert measured["open_server_side"] == 0, (loop_name, arm, measured)
+            assert isinstance(measured["contexts_delta"], int)
+            assert f"## {loop_name}" in proc.stdout

@@ -14,6 +14,12 @@ bound-coroutine backport; 3.11+ is native), on asyncio's loop; everywhere else
 1,000,000 tasks on every Python are in ``docs/reliability.md``). PyPy has no tracemalloc and no
 deterministic collection: there the run checks liveness by weakrefs only.
 
+Connections: after a few thousand connections closed on both sides (set
+``CTXLOOP_LEAK_CONNECTIONS`` for more; ``python -m benchmarks connections
+--leaks 100000`` measures 100,000), on each loop, the traced memory is back at
+its baseline, the number of live ``contextvars.Context`` objects too, and what
+each connection set in its context is freed with it.
+
 Both implementations run these tests: the suite as a whole runs once with
 the compiled accelerator and once with ``CTXLOOP_NO_SPEEDUPS=1``; the test
 below names the one in use in its report.
@@ -28,7 +34,7 @@ import os
 import sys
 import time
 import weakref
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import pytest
 from conftest import LOOPS
@@ -211,3 +217,197 @@ def test_nothing_kept_alive_after_a_bound_task(loop_name: str, route: str) -> No
     assert ctx_value == (None if route == "isolated" else 7)
     gc.collect()
     assert _live_bindings() == bindings
+
+
+# ---------------------------------------------------------------------------
+# Connections (C1, C2): each accepted connection runs in a copy of its
+# server's context and each client connection in a copy of its caller's; a
+# request task resumes reading (C3). Once closed, on both sides, nothing of
+# those contexts remains: memory is back at its baseline, the number of live
+# contextvars.Context objects too, and what each connection set in its context
+# is freed with it.
+
+conn_var: contextvars.ContextVar[Any] = contextvars.ContextVar("leak_conn_var", default=None)
+
+CONNECTION_BATCH = 50  # connections open at once
+PROBE_EVERY = 20  # one weakref probe per this many connections, per side
+
+
+def _connections() -> int:
+    forced = os.environ.get("CTXLOOP_LEAK_CONNECTIONS")
+    return int(forced) if forced else 2_000
+
+
+class _Marker:
+    """Set in a connection's context: alive as long as that context is."""
+
+    __slots__ = ("__weakref__",)
+
+
+class _Probes:
+    def __init__(self) -> None:
+        self.refs: List[Any] = []
+        self.made = 0
+        self.server_lost = 0
+        self.reached_caller = 0
+        self.expected = 0
+        self.all_lost: Optional[asyncio.Future[None]] = None
+
+    def lost(self) -> None:
+        self.server_lost += 1
+        if self.all_lost is not None and self.server_lost >= self.expected and not self.all_lost.done():
+            self.all_lost.set_result(None)
+
+    def mark(self) -> None:
+        marker = _Marker()
+        conn_var.set(marker)  # in the context this callback runs in: the connection's
+        if self.made % PROBE_EVERY == 0:
+            self.refs.append(weakref.ref(marker))
+        self.made += 1
+
+
+class _EchoServer(asyncio.Protocol):
+    """Answers one message from a task of its own (which resumes reading, C3), then closes the connection."""
+
+    def __init__(self, probes: _Probes) -> None:
+        self.probes = probes
+        self.transport: Any = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.probes.mark()
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.pause_reading()
+        asyncio.get_running_loop().create_task(self._answer(data))
+
+    async def _answer(self, data: bytes) -> None:
+        self.transport.resume_reading()  # from the request's task, as servers do
+        self.transport.write(data)
+        # Each side closes its own transport: rloop 0.5 reports a peer's close
+        # late (server side) or never (client side, when its server closed).
+        self.transport.close()
+
+    def connection_lost(self, exc: Optional[BaseException]) -> None:
+        self.probes.lost()
+        self.transport = None
+
+
+class _Caller(asyncio.Protocol):
+    def __init__(self, probes: _Probes, answered: "asyncio.Future[bytes]", lost: "asyncio.Future[None]") -> None:
+        self.probes, self.answered, self.lost = probes, answered, lost
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.probes.mark()
+
+    def data_received(self, data: bytes) -> None:
+        if not self.answered.done():
+            self.answered.set_result(data)
+
+    def connection_lost(self, exc: Optional[BaseException]) -> None:
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+
+async def _one_connection(port: int, number: int, probes: _Probes) -> None:
+    loop = asyncio.get_running_loop()
+    answered, lost = loop.create_future(), loop.create_future()
+    transport, _ = await loop.create_connection(lambda: _Caller(probes, answered, lost), "127.0.0.1", port)
+    if conn_var.get() != "server":  # C2: what the connection's callbacks set stays in its own context
+        probes.reached_caller += 1
+    message = b"%d" % number
+    transport.write(message)
+    assert await answered == message
+    transport.close()
+    await lost
+
+
+async def _churn(port: int, total: int, probes: _Probes) -> None:
+    for start in range(0, total, CONNECTION_BATCH):
+        await asyncio.gather(*(_one_connection(port, n, probes) for n in range(start, start + CONNECTION_BATCH)))
+
+
+async def _until_servers_lost(probes: _Probes, accepted: int) -> None:
+    """Wait for the server side's connection_lost of the first *accepted* connections."""
+    if probes.server_lost < accepted:
+        probes.all_lost = asyncio.get_running_loop().create_future()
+        probes.expected = accepted
+        await asyncio.wait_for(probes.all_lost, 30)
+    assert probes.server_lost == accepted, (probes.server_lost, accepted)
+    for _ in range(3):  # the handles that ran connection_lost, and the request tasks
+        await asyncio.sleep(0)
+
+
+def _live_contexts() -> int:
+    return sum(1 for obj in gc.get_objects() if type(obj) is contextvars.Context)
+
+
+def test_context_census_counts_a_context_kept_alive() -> None:
+    # The census below would miss a leak if Context objects were not tracked by gc.
+    gc.collect()
+    before = _live_contexts()
+    kept = [contextvars.copy_context() for _ in range(3)]
+    assert _live_contexts() - before == 3
+    del kept
+    assert _live_contexts() == before
+
+
+async def _measure_churn(total: int, probes: _Probes, report: Dict[str, Any]) -> None:
+    """Serve *total* connections after a warm-up; fill *report* with what is left of them."""
+    if CPYTHON:
+        import tracemalloc
+    loop = asyncio.get_running_loop()
+    conn_var.set("server")  # C1: the server's context, copied for each connection
+    server = await loop.create_server(lambda: _EchoServer(probes), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    warmup = 4 * CONNECTION_BATCH
+    try:
+        await _churn(port, warmup, probes)  # free lists, the selector's maps
+        await _until_servers_lost(probes, warmup)
+        probes.refs.clear()
+        gc.collect()
+        if CPYTHON:
+            gc.disable()
+            tracemalloc.start()
+            report["contexts before"] = _live_contexts()
+        start = time.perf_counter()
+        await _churn(port, total, probes)
+        await _until_servers_lost(probes, warmup + total)
+        report["seconds"] = round(time.perf_counter() - start, 1)
+        if CPYTHON:
+            report["cycles"] = gc.collect()
+            gc.enable()
+            snapshot = tracemalloc.take_snapshot()
+            tracemalloc.stop()
+            snapshot = snapshot.filter_traces([tracemalloc.Filter(False, "*/_weakrefset.py")])
+            report["traced bytes"] = sum(stat.size for stat in snapshot.statistics("filename"))
+            report["contexts after"] = _live_contexts()
+        else:
+            for _ in range(3):
+                gc.collect()
+        report["alive"] = sum(1 for probe in probes.refs if probe() is not None)
+        report["probes"] = len(probes.refs)
+        report["reached the caller"] = probes.reached_caller
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_many_closed_connections_leave_no_context_behind(loop_name: str) -> None:
+    total = _connections()
+    report: Dict[str, Any] = {"python": sys.version.split()[0], "loop": loop_name, "connections": total}
+    loop = ctxloop.new_event_loop(loop_name)
+    try:
+        loop.run_until_complete(_measure_churn(total, _Probes(), report))
+    finally:
+        gc.enable()
+        loop.close()
+    print(f"\nconnection leak run: {report}")
+    assert report["probes"] == 2 * total // PROBE_EVERY, report
+    assert report["alive"] == 0, report
+    assert report["reached the caller"] == 0, report
+    if CPYTHON:
+        assert report["contexts after"] - report["contexts before"] <= 0, report
+        assert report["traced bytes"] <= MIB, report
