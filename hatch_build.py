@@ -2,8 +2,9 @@
 
 ctxloop is complete in pure Python; ``ctxloop/_speedups.c`` (a single-file
 CPython extension that needs only ``Python.h``) only makes it faster. The wheel
-gets the compiled module when the file exists, the interpreter is CPython with
-the GIL, and a C compiler works; otherwise the wheel is pure Python (tag
+gets the compiled module when the file exists, the interpreter is CPython
+(free-threaded builds included: the module declares that it runs without the
+GIL), and a C compiler works; otherwise the wheel is pure Python (tag
 ``py3-none-any``) and the build prints one line saying why. A build never fails
 because of the accelerator. ``CTXLOOP_NO_EXTENSIONS=1`` asks for the pure wheel.
 
@@ -18,7 +19,6 @@ import os
 import platform
 import shutil
 import sys
-import sysconfig
 import tempfile
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -44,8 +44,6 @@ class SpeedupsBuildHook(BuildHookInterface):
             return f"{DISABLE} is set"
         if sys.implementation.name != "cpython":
             return f"{platform.python_implementation()} runs the pure-Python package"
-        if sysconfig.get_config_var("Py_GIL_DISABLED"):
-            return "free-threaded CPython runs the pure-Python package"
         return None
 
     def dependencies(self) -> List[str]:

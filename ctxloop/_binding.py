@@ -22,7 +22,8 @@ import types
 from asyncio import iscoroutine as _iscoroutine
 from typing import Any, Awaitable, Callable, Coroutine, Generator, TypeVar
 
-from ._checks import _PROBE, check_context, check_task_context
+from ._checks import check_context, check_task_context
+from ._entered import is_entered
 
 __all__ = [
     "AwaitableBound",
@@ -70,9 +71,7 @@ class ContextBound:
 
     def close(self) -> None:
         context = self._context
-        try:
-            context.run(_PROBE)
-        except RuntimeError:
+        if is_entered(context):
             # Entered elsewhere: close where we are, as a native coroutine's
             # finaliser would, rather than not at all.
             self._coro.close()
@@ -141,9 +140,7 @@ def bind_task(coro: Coroutine[Any, Any, Any], context: contextvars.Context) -> T
     """
     if type(context) is not _Context:
         check_task_context(context)  # raises TypeError
-    try:
-        context.run(_PROBE)
-    except RuntimeError:
+    if is_entered(context):
         check_task_context(context)  # raises, unless the context is exited before the first step
     if type(coro) is not _CoroutineType and not _iscoroutine(coro):
         raise TypeError(f"a coroutine was expected, got {coro!r}")

@@ -23,16 +23,10 @@ task is created in it:
   ctxloop refuses it at creation.
 
 "Current" is tested exactly and cheaply: a private ContextVar set now is
-visible through the context only if it is the current one. "Entered during
-the current task's step" needs the chain of contexts entered in this thread,
-innermost first, which Python has no API for; ``entered_chain()`` reads it,
-decided once, when first needed: on CPython from each Context's ``prev`` link
-(the first field after the object header of CPython's context object, in
-every version from 3.7 to 3.15), used only after a self-test has read a known
-chain back exactly; on PyPy from the frames of its pure-Python
-``Context.run``. Elsewhere, or when the self-test fails, only the current
-context and the task's own are accepted. None of this runs unless the
-context is entered: the common path is the probe alone.
+visible through the context only if it is the current one. "Entered", and
+"entered during the current task's step", are read without entering the
+context (see ``_entered.py``). None of this runs unless the context is
+entered: the common path is one test of "entered".
 """
 
 from __future__ import annotations
@@ -40,18 +34,15 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import gc
-import sys
-from types import FrameType
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Optional
+
+from ._entered import entered_chain, is_entered
 
 __all__ = ["check_context", "check_task_context", "context_of_task", "context_slot", "entered_chain", "is_entered"]
 
 _Context = contextvars.Context
 _get_running_loop = asyncio._get_running_loop
 _current_task = asyncio.current_task
-# Entering a Context runs the callable given: a C function taking no argument
-# and returning a constant is the cheapest probe of "can it be entered now".
-_PROBE = gc.isenabled
 _CURRENT_PROBE: contextvars.ContextVar[object] = contextvars.ContextVar("ctxloop_current_probe")
 
 # The C Task (CPython) keeps its context in a slot that Python cannot read
@@ -63,15 +54,6 @@ _C_TASK: Any = getattr(asyncio.tasks, "_CTask", None)
 
 def _type_error(context: object) -> TypeError:
     return TypeError(f"context must be a contextvars.Context, not {type(context).__name__}")
-
-
-def is_entered(context: contextvars.Context) -> bool:
-    """Whether ``Context.run`` is executing in *context* right now (in any thread)."""
-    try:
-        context.run(_PROBE)
-    except RuntimeError:
-        return True
-    return False
 
 
 def _is_current(context: contextvars.Context) -> bool:
@@ -99,85 +81,6 @@ def context_slot(task: Any) -> contextvars.Context:
         if type(referent) is _Context:
             return referent
     raise RuntimeError(f"cannot find the context of {task!r} on this Python")  # pragma: no cover
-
-
-def _read_back_a_known_chain(
-    chain: Callable[[], List[contextvars.Context]],
-) -> Optional[Tuple[contextvars.Context, contextvars.Context]]:
-    """The self-test of a chain reader: the two contexts it read back, innermost first, or None."""
-    outer, inner = _Context(), _Context()
-    seen: List[List[int]] = []
-    outer.run(inner.run, lambda: seen.append([id(c) for c in chain()[:2]]))
-    return (inner, outer) if seen == [[id(inner), id(outer)]] else None
-
-
-def _chain_from_prev_links() -> Optional[Callable[[], List[contextvars.Context]]]:
-    """CPython: a reader of the chain through each Context's ``prev`` link, if the self-test passes."""
-    import ctypes
-
-    offset = object.__basicsize__  # the link follows the object header
-    read = ctypes.c_void_p.from_address
-    by_address = ctypes.cast
-
-    def prev(context_address: int) -> int:
-        return read(context_address + offset).value or 0
-
-    def chain() -> List[contextvars.Context]:
-        found: List[contextvars.Context] = []
-        probe = _Context()
-
-        def walk() -> None:
-            address = prev(id(probe))
-            while address and len(found) < _MAX_DEPTH:
-                found.append(by_address(address, ctypes.py_object).value)
-                address = prev(address)
-
-        probe.run(walk)
-        return found
-
-    read_back = _read_back_a_known_chain(chain)
-    if read_back is None or any(prev(id(context)) for context in read_back):
-        return None  # not the layout this relies on (or links left after exit): never read it
-    return chain
-
-
-def _chain_from_run_frames() -> Optional[Callable[[], List[contextvars.Context]]]:
-    """PyPy: its Context.run is Python code, so each entered context is a ``self`` in a run frame."""
-    code = getattr(_Context.run, "__code__", None)
-    if code is None:
-        return None
-
-    def chain() -> List[contextvars.Context]:
-        found: List[contextvars.Context] = []
-        frame: Optional[FrameType] = sys._getframe(1)
-        while frame is not None:
-            if frame.f_code is code:
-                found.append(frame.f_locals["self"])
-            frame = frame.f_back
-        return found
-
-    return chain if _read_back_a_known_chain(chain) is not None else None
-
-
-_MAX_DEPTH = 10_000  # a chain is never this deep; a bound in case memory is not what it should be
-_NOT_YET = object()
-_chain_reader: Any = _NOT_YET  # decided when first needed (ctypes is not imported with ctxloop)
-
-
-def _find_chain_reader() -> Optional[Callable[[], List[contextvars.Context]]]:
-    if sys.implementation.name == "cpython" and type(_Context.run).__name__ == "method_descriptor":
-        return _chain_from_prev_links()
-    if sys.implementation.name == "pypy":
-        return _chain_from_run_frames()
-    return None  # pragma: no cover - another implementation: only the current and the task's own context
-
-
-def entered_chain() -> Optional[List[contextvars.Context]]:
-    """The contexts entered in this thread, the current one first; None where it cannot be read."""
-    global _chain_reader
-    if _chain_reader is _NOT_YET:
-        _chain_reader = _find_chain_reader()
-    return None if _chain_reader is None else _chain_reader()  # type: ignore[no-any-return]
 
 
 def _own_task_context() -> Optional[contextvars.Context]:
@@ -216,9 +119,7 @@ def check_task_context(context: object, eager: bool = False) -> contextvars.Cont
     """
     if type(context) is not _Context:
         raise _type_error(context)
-    try:
-        context.run(_PROBE)
-    except RuntimeError:
+    if is_entered(context):
         return _entered_task_context(context, eager)
     return context
 

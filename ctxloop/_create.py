@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import sys
+import threading
 import weakref
 from typing import Any, Callable, Coroutine, Dict, Optional, TypeVar
 
@@ -48,6 +49,8 @@ _get_running_loop = asyncio.get_running_loop
 _ASYNCIO = "asyncio"
 _UVLOOP = "uvloop"
 # Loop class -> _ASYNCIO, _UVLOOP, or the class's own create_task function.
+# Two threads may both compute a class's kind (free-threaded CPython): they
+# find the same value, and a dict's own operations are atomic.
 _kinds: Dict[type, Any] = {}
 
 
@@ -74,6 +77,7 @@ def _find_kind(cls: type) -> Any:
 
 
 _forwards_cache: "weakref.WeakKeyDictionary[Any, bool]" = weakref.WeakKeyDictionary()
+_forwards_lock = threading.Lock()  # a WeakKeyDictionary is not safe to share between threads without the GIL
 
 
 def forwards_keywords(factory: Callable[..., Any]) -> bool:
@@ -84,12 +88,15 @@ def forwards_keywords(factory: Callable[..., Any]) -> bool:
     Task that does not take it. ctxloop's own factories declare ``context``.
     """
     try:
-        return _forwards_cache[factory]
+        with _forwards_lock:
+            return _forwards_cache[factory]
     except KeyError:
         pass
     except TypeError:  # not weakly referenceable: not cached
         return _forwards_keywords(factory)
-    result = _forwards_cache[factory] = _forwards_keywords(factory)
+    result = _forwards_keywords(factory)
+    with _forwards_lock:
+        _forwards_cache[factory] = result
     return result
 
 

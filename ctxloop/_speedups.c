@@ -6,7 +6,13 @@
  * anything but the common case. Public C API only, plus two functions CPython
  * exports for exactly this use on the Pythons that have them and that no
  * longer change (3.8-3.10): _PyGen_Send (3.8/3.9) and
- * _PyGen_SetStopIterationValue (3.8-3.10). No private structure is read.
+ * _PyGen_SetStopIterationValue (3.8-3.10). One private field is read: the
+ * entered flag of CPython's context object (see "S6/S7" below), only after a
+ * self-test at import has read it exactly.
+ *
+ * Free-threaded CPython: the module declares that it does not need the GIL.
+ * Its state is set once at import; the caches filled later are published
+ * with atomic operations (see "Free threading" below).
  *
  * What it provides:
  *
@@ -44,6 +50,53 @@
 #define TPFLAGS_VECTORCALL Py_TPFLAGS_HAVE_VECTORCALL
 #endif
 
+/* ------------------------------------------------------------------------ */
+/* Free threading: the few statics filled after import are published atomically. */
+
+#ifdef Py_GIL_DISABLED
+#define LOAD_PTR(slot) ((PyObject *)_Py_atomic_load_ptr(&(slot)))
+/* Publish *value* (a new reference) in *slot* unless another thread did first; return the one in place (borrowed). */
+static inline PyObject *
+publish(PyObject **slot, PyObject *value)
+{
+    void *expected = NULL;
+    if (_Py_atomic_compare_exchange_ptr(slot, &expected, value)) {
+        return value;
+    }
+    Py_DECREF(value);
+    return (PyObject *)expected;
+}
+#else
+#define LOAD_PTR(slot) (slot)
+static inline PyObject *
+publish(PyObject **slot, PyObject *value)
+{
+    if (*slot != NULL) {
+        Py_DECREF(value);
+        return *slot;
+    }
+    *slot = value;
+    return value;
+}
+#endif
+
+/* A dict lookup returning a strong reference (1: found, 0: not found, -1: error): without the GIL a
+ * borrowed value could be freed by another thread before it is used. */
+static int
+dict_get_ref(PyObject *dict, PyObject *key, PyObject **value)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyDict_GetItemRef(dict, key, value);
+#else
+    *value = PyDict_GetItemWithError(dict, key);
+    if (*value == NULL) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    Py_INCREF(*value);
+    return 1;
+#endif
+}
+
 #define HAS_AM_SEND (PY_VERSION_HEX >= 0x030A0000)
 #define BINDS_CONTEXT (PY_VERSION_HEX < 0x030B0000)    /* 3.8-3.10: Task takes no context= */
 #define ANY_KEYWORDS (PY_VERSION_HEX >= 0x030E0000)    /* 3.14+: create_task(coro, **kwargs) */
@@ -77,10 +130,64 @@ same_name(PyObject *key, PyObject *name)
 /* ------------------------------------------------------------------------ */
 /* S6/S7 */
 
-/* 0: *context* can be entered now; 1: it is entered (in this thread or another); -1: error. */
+/* Whether a Context is entered (Context.run executing in it, in this thread or another) is read from
+ * CPython's context object without entering it: entering to find out is atomic only under the GIL, and
+ * without it would make another thread's legitimate Context.run fail. The object is, in every CPython
+ * from 3.7 to 3.15 (Include/internal/pycore_context.h), the header, three pointers, then this int. */
+typedef struct {
+    PyObject_HEAD
+    void *prev;
+    void *vars;
+    void *weakreflist;
+    int entered;
+} ContextLayout;
+
+static int entered_flag_readable; /* set once at import, by the self-test */
+
+static int
+read_entered_flag(PyObject *context)
+{
+#ifdef Py_GIL_DISABLED
+    return _Py_atomic_load_int_relaxed(&((ContextLayout *)context)->entered);
+#else
+    return ((ContextLayout *)context)->entered;
+#endif
+}
+
+/* The self-test: a new Context reads 0, 1 while entered, 0 after. 1: passed, 0: failed, -1: error. */
+static int
+entered_flag_self_test(void)
+{
+    PyObject *context = PyContext_New();
+    if (context == NULL) {
+        return -1;
+    }
+    int before = read_entered_flag(context);
+    if (PyContext_Enter(context) < 0) {
+        Py_DECREF(context);
+        return -1;
+    }
+    int inside = read_entered_flag(context);
+    int exited = PyContext_Exit(context);
+    int after = read_entered_flag(context);
+    Py_DECREF(context);
+    if (exited < 0) {
+        return -1;
+    }
+    return before == 0 && inside == 1 && after == 0;
+}
+
+/* 0: *context* is not entered; 1: it is entered (in this thread or another); -1: error. */
 static int
 context_entered(PyObject *context)
 {
+    if (entered_flag_readable) {
+        return read_entered_flag(context) != 0;
+    }
+#ifdef Py_GIL_DISABLED
+    return 0; /* not known: what CPython itself assumes (see ctxloop/_entered.py) */
+#else
+    /* Under the GIL entering runs no Python code, so this probe is atomic. */
     if (PyContext_Enter(context) < 0) {
         if (PyErr_ExceptionMatches(PyExc_RuntimeError)) {
             PyErr_Clear();
@@ -89,6 +196,7 @@ context_entered(PyObject *context)
         return -1;
     }
     return PyContext_Exit(context) < 0 ? -1 : 0;
+#endif
 }
 
 /* check_task_context(context, eager): a new reference to *context*, or NULL with the error set.
@@ -489,18 +597,33 @@ typedef struct {
 #define KW_CACHE 8
 static PyObject *kw_cache_key[KW_CACHE], *kw_cache_value[KW_CACHE];
 static int kw_cache_next;
+#ifdef Py_GIL_DISABLED
+static PyMutex kw_cache_mutex;
+#define KW_CACHE_LOCK() PyMutex_Lock(&kw_cache_mutex)
+#define KW_CACHE_UNLOCK() PyMutex_Unlock(&kw_cache_mutex)
+#else
+#define KW_CACHE_LOCK()
+#define KW_CACHE_UNLOCK()
+#endif
 
-static PyObject * /* borrowed */
+/* ("loop",) + kwnames, as a new reference, or NULL with the error set. */
+static PyObject *
 with_loop(PyObject *kwnames)
 {
     if (kwnames == NULL) {
+        Py_INCREF(kw_loop);
         return kw_loop;
     }
+    KW_CACHE_LOCK();
     for (int i = 0; i < KW_CACHE; i++) {
         if (kw_cache_key[i] == kwnames) {
-            return kw_cache_value[i];
+            PyObject *hit = kw_cache_value[i];
+            Py_INCREF(hit);
+            KW_CACHE_UNLOCK();
+            return hit;
         }
     }
+    KW_CACHE_UNLOCK();
     Py_ssize_t n = PyTuple_GET_SIZE(kwnames);
     PyObject *value = PyTuple_New(n + 1);
     if (value == NULL) {
@@ -513,11 +636,21 @@ with_loop(PyObject *kwnames)
         Py_INCREF(key);
         PyTuple_SET_ITEM(value, i + 1, key);
     }
+    /* The evicted entries are released after the lock: their destructors run no code of ours, but
+       nothing else should run while it is held. */
+    PyObject *old_key, *old_value;
+    Py_INCREF(kwnames);
+    Py_INCREF(value);
+    KW_CACHE_LOCK();
     int slot = kw_cache_next;
     kw_cache_next = (kw_cache_next + 1) % KW_CACHE;
-    Py_INCREF(kwnames);
-    Py_XSETREF(kw_cache_key[slot], kwnames);
-    Py_XSETREF(kw_cache_value[slot], value);
+    old_key = kw_cache_key[slot];
+    old_value = kw_cache_value[slot];
+    kw_cache_key[slot] = kwnames;
+    kw_cache_value[slot] = value;
+    KW_CACHE_UNLOCK();
+    Py_XDECREF(old_key);
+    Py_XDECREF(old_value);
     return value;
 }
 #define MAX_KEYWORDS 6
@@ -594,27 +727,28 @@ no_factory(PyObject *loop)
     return none;
 }
 
-static int
+/* uvloop.Loop.__dict__["create_task"], published in self once (borrowed), or NULL with the error set. */
+static PyObject *
 find_uvloop_create_task(CreateTaskObject *self)
 {
     /* The function ctxloop._create recognises as uvloop's: uvloop.Loop.__dict__["create_task"]. */
     PyObject *module = PyImport_ImportModule("uvloop.loop");
     if (module == NULL) {
-        return -1;
+        return NULL;
     }
     PyObject *cls = PyObject_GetAttrString(module, "Loop");
     Py_DECREF(module);
     if (cls == NULL) {
-        return -1;
+        return NULL;
     }
     PyObject *namespace = PyObject_GetAttrString(cls, "__dict__");
     Py_DECREF(cls);
     if (namespace == NULL) {
-        return -1;
+        return NULL;
     }
-    self->uvloop_create_task = PyObject_GetItem(namespace, s_create_task);
+    PyObject *method = PyObject_GetItem(namespace, s_create_task);
     Py_DECREF(namespace);
-    return self->uvloop_create_task == NULL ? -1 : 0;
+    return method == NULL ? NULL : publish(&self->uvloop_create_task, method);
 }
 #endif
 
@@ -626,15 +760,15 @@ create_task_vectorcall(CreateTaskObject *self, PyObject *const *args, size_t nar
         return create_task_slow(self, args, nargsf, kwnames);
     }
     PyObject *loop = args[0], *coro = args[1];
-    PyObject *kind = PyDict_GetItemWithError(self->kinds, (PyObject *)Py_TYPE(loop));
-    if (kind == NULL) {
-        if (PyErr_Occurred()) {
-            return NULL;
-        }
-        return create_task_slow(self, args, nargsf, kwnames); /* a new loop class: the pure function learns it */
+    PyObject *kind;
+    int found = dict_get_ref(self->kinds, (PyObject *)Py_TYPE(loop), &kind);
+    if (found <= 0) {
+        /* a new loop class: the pure function learns it */
+        return found < 0 ? NULL : create_task_slow(self, args, nargsf, kwnames);
     }
-    int is_asyncio = kind == self->k_asyncio;
-    if (!is_asyncio && kind != self->k_uvloop) {
+    int is_asyncio = kind == self->k_asyncio, is_uvloop = kind == self->k_uvloop;
+    Py_DECREF(kind); /* compared by identity only; the dict and self keep both kinds alive */
+    if (!is_asyncio && !is_uvloop) {
         return create_task_slow(self, args, nargsf, kwnames); /* the class's own create_task */
     }
 
@@ -701,10 +835,11 @@ create_task_vectorcall(CreateTaskObject *self, PyObject *const *args, size_t nar
             }
             Py_DECREF(checked);
         }
-        if (self->uvloop_create_task == NULL && find_uvloop_create_task(self) < 0) {
+        PyObject *uvloop_create_task = LOAD_PTR(self->uvloop_create_task);
+        if (uvloop_create_task == NULL && (uvloop_create_task = find_uvloop_create_task(self)) == NULL) {
             return NULL;
         }
-        return stripped(self, CALL(self->uvloop_create_task, args, nargsf, kwnames));
+        return stripped(self, CALL(uvloop_create_task, args, nargsf, kwnames));
     }
 #endif
     int plain = open_without_factory(loop, is_asyncio);
@@ -773,6 +908,7 @@ create_task_vectorcall(CreateTaskObject *self, PyObject *const *args, size_t nar
         stack[3 + i] = args[nargs + i];
     }
     task = CALL(self->task_type, stack + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, keywords);
+    Py_DECREF(keywords);
 #endif
     return stripped(self, task);
 }
@@ -947,8 +1083,23 @@ PyInit__speedups(void)
     if (PyType_Ready(&CreateTask_Type) < 0) {
         return NULL;
     }
+    int readable = entered_flag_self_test();
+    if (readable < 0) {
+        return NULL;
+    }
+    entered_flag_readable = readable;
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL) {
+        return NULL;
+    }
+#ifdef Py_GIL_DISABLED
+    if (PyUnstable_Module_SetGIL(module, Py_MOD_GIL_NOT_USED) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+#endif
+    if (PyModule_AddIntConstant(module, "entered_flag_readable", readable) < 0) {
+        Py_DECREF(module);
         return NULL;
     }
 #if BINDS_CONTEXT

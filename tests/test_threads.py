@@ -213,3 +213,72 @@ def test_to_thread_keeps_copying_the_context(loop_name: str) -> None:
 
     assert ctxloop.run(main(), loop_factory=ctxloop.loop_factory(loop_name)) == ["bound value", "bound value"]
     assert ctx[var] == "bound value"
+
+
+def test_a_context_entered_in_another_thread_is_refused_at_creation(loop_name: str) -> None:
+    # While another thread runs in ctx, a task given ctx could never run (its
+    # step would fail to enter it): refused at creation, by reading whether ctx
+    # is entered, never by entering it (which, without the GIL, races the
+    # other thread's Context.run and on 3.13t can crash the interpreter).
+    ctx = contextvars.copy_context()
+    entered, release = threading.Event(), threading.Event()
+    holder = threading.Thread(target=ctx.run, args=(lambda: (entered.set(), release.wait(30)),))
+    holder.start()
+
+    async def nothing() -> None:
+        pass
+
+    async def main() -> List[str]:
+        refusals = []
+        for _ in range(200):
+            coro = nothing()
+            try:
+                ctxloop.create_task(coro, context=ctx)
+            except RuntimeError as error:
+                refusals.append(str(error).split(",")[0])
+                coro.close()
+        return refusals
+
+    try:
+        assert entered.wait(30)
+        refusals = ctxloop.run(main(), loop_factory=ctxloop.loop_factory(loop_name))
+    finally:
+        release.set()
+        holder.join(30)
+    assert len(refusals) == 200
+    assert set(refusals) == {
+        f"{ctx!r} is entered beneath the current context (for example the event loop runs inside context.run(...)"
+    }
+
+
+class _FreshLoop(asyncio.SelectorEventLoop):  # type: ignore[misc, valid-type]
+    """A loop class ctxloop has not seen, so the first loops made from it race to make its subclass."""
+
+
+def test_the_first_loops_made_at_once_share_one_class(loop_name: str) -> None:
+    # Without the GIL, threads making their first loop of a class at the same
+    # time each made a subclass of it (up to 6 of 8) before the class cache
+    # took a lock. Each round races THREADS threads on a class never seen.
+    from ctxloop._loop import loop_class
+
+    start = threading.Barrier(THREADS)
+    rounds: List[int] = []
+    for _ in range(ROUNDS):
+        fresh = type("FreshLoop", (_FreshLoop,), {})
+        classes: List[type] = []
+
+        def first_loop(fresh: type = fresh, classes: List[type] = classes) -> None:
+            start.wait(30)
+            classes.append(loop_class(fresh))
+
+        threads = [threading.Thread(target=first_loop) for _ in range(THREADS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert len(classes) == THREADS
+        rounds.append(len({id(cls) for cls in classes}))
+    assert rounds == [1] * ROUNDS
+
+
+ROUNDS = 50
