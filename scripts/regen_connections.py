@@ -126,10 +126,13 @@ def check() -> int:
     python = f"{sys.implementation.name} {platform.python_version()}"
     for loop_name in plain_loops():
         differ: List[str] = []
+        unrunnable: List[str] = []
         for name, entry in programs.items():
             outcome = corpus.run_isolated_if_needed(name, loop_name)
-            if isinstance(outcome, str):
-                print(f"{python} {loop_name}: {name}: cannot run: {outcome}")
+            reason = corpus.not_run(outcome)
+            if reason is not None:
+                unrunnable.append(name)
+                print(f"{python} {loop_name}: {name}: cannot run: {reason}")
                 continue
             diff = corpus.difference(outcome, entry["expected"])
             if diff:
@@ -137,7 +140,11 @@ def check() -> int:
                 print(f"{python} {loop_name}: {name}:")
                 for line in diff:
                     print(f"    {line}")
-        print(f"{python} {loop_name}: {len(programs) - len(differ)}/{len(programs)} match; differ: {differ}")
+        matched = len(programs) - len(differ) - len(unrunnable)
+        print(
+            f"{python} {loop_name}: {matched}/{len(programs)} match, {len(differ)} differ, "
+            f"{len(unrunnable)} cannot run; differ: {differ}"
+        )
     return 0
 
 

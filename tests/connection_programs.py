@@ -14,7 +14,13 @@ another thread...) and record what each callback sees:
 ``run_program(program, loop_factory)`` runs a program as the main task of a
 fresh loop and returns its trace, a dict label -> JSON value. Exceptions are
 traced as ``["exc", "TypeName"]``. A program that the loop cannot run at all
-(it raises ``NotImplementedError``) raises ``Unsupported``.
+(it raises ``NotImplementedError``) raises ``Unsupported``; programs that
+abort the process on a plain loop (``ABORTS``) run in a child process
+(``run_isolated_if_needed``). The loop runs inside a fresh ``Context``:
+``runner.after`` traces what a callback left in the context the loop was run
+from. Labels ``base.*`` trace the base loop's own behaviour (what its
+exception handler gets, what the peer of a failed connection reads): a ctxloop
+loop must do there what its plain base loop does, whatever the reference says.
 
 The rules the programs check (docs/rules.md):
 
@@ -51,7 +57,19 @@ import threading
 import warnings
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Set, Tuple, TypeVar
 
-__all__ = ["PROGRAMS", "Env", "Unsupported", "conn_var", "run_program"]
+__all__ = [
+    "ABORTS",
+    "PROGRAMS",
+    "Env",
+    "Unsupported",
+    "conn_var",
+    "difference",
+    "loop_factory",
+    "not_run",
+    "run_isolated_if_needed",
+    "run_or_reason",
+    "run_program",
+]
 
 T = TypeVar("T")
 
@@ -1506,6 +1524,15 @@ def run_isolated_if_needed(name: str, spec: str) -> Any:
         outcome = run_isolated(name, spec)
         return f"{ABORTS[base][name]}: {outcome}" if isinstance(outcome, str) else outcome
     return run_or_reason(name, spec)
+
+
+def not_run(outcome: Any) -> Optional[str]:
+    """Why *outcome* (of ``run_or_reason``) is no trace of a complete run, or None."""
+    if isinstance(outcome, str):
+        return outcome
+    if "program.error" in outcome:
+        return f"it failed with {outcome['program.error']}"
+    return None
 
 
 def compared(trace: Dict[str, Any]) -> Dict[str, Any]:

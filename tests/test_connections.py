@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 import connection_programs as corpus
 import pytest
@@ -169,14 +169,6 @@ def _outcome(name: str, spec: str) -> Any:
     return corpus.run_isolated_if_needed(name, spec)
 
 
-def _cannot_run(outcome: Any) -> Optional[str]:
-    if isinstance(outcome, str):
-        return outcome
-    if "program.error" in outcome:
-        return f"it failed with {outcome['program.error']}"
-    return None
-
-
 def _explain(name: str, spec: str, diff: List[str]) -> str:
     entry = REFERENCE[name]
     lines = [f"{name} on {spec} differs from the reference (CPython 3.15, plain asyncio):"]
@@ -190,7 +182,7 @@ def _explain(name: str, spec: str, diff: List[str]) -> str:
 def test_ctxloop_loop_matches_reference(name: str, loop_name: str) -> None:
     spec = f"ctxloop:{loop_name}"
     outcome = _outcome(name, spec)
-    reason = _cannot_run(outcome)
+    reason = corpus.not_run(outcome)
     if reason is not None:
         known = UNRUNNABLE[loop_name].get(name)
         if known is None:
@@ -216,7 +208,7 @@ def test_plain_loop_diverges_as_measured(plain: str) -> None:
     unrunnable: Dict[str, str] = {}
     for name in corpus.PROGRAMS:
         outcome = _outcome(name, plain)
-        reason = _cannot_run(outcome)
+        reason = corpus.not_run(outcome)
         if reason is not None:
             unrunnable[name] = reason
             continue
