@@ -1117,14 +1117,16 @@ async def _subprocess(env: Env, spawn: Callable[[Callable[[], ProcessProbe], int
     stdin, release = os.pipe()
     conn_var.set("caller")
     try:
-        transport, probe = await env.open(spawn(lambda: ProcessProbe(env, "proc"), stdin))
+        try:
+            transport, probe = await env.open(spawn(lambda: ProcessProbe(env, "proc"), stdin))
+        finally:
+            os.close(stdin)
+        env.trace("caller.after_connect", conn_var.get())
+        conn_var.set("caller:later")
+        os.write(release, b"go\n")
+        await env.wait(probe.exited)
     finally:
-        os.close(stdin)
-    env.trace("caller.after_connect", conn_var.get())
-    conn_var.set("caller:later")
-    os.write(release, b"go\n")
-    await env.wait(probe.exited)
-    os.close(release)
+        os.close(release)
     env.trace("proc.lost_with", await env.wait(probe.lost))
     env.trace("returncode", transport.get_returncode())
     env.trace("output", [bytes(probe.output[1]).decode(), bytes(probe.output[2]).decode()])
