@@ -55,11 +55,23 @@ def _expose_debian_pythons() -> None:
         os.environ["PATH"] = os.pathsep.join([host_bin, os.environ.get("PATH", "")])
 
 
+def _expose_free_threaded_python() -> None:
+    """Put the free-threaded CPython 3.13t (../shared/tools/free-threaded-python.sh) on PATH, where it exists."""
+    root = os.environ.get("FREE_THREADED_ROOT") or os.path.join(os.environ.get("TMPDIR", "/tmp"), "free-threaded")
+    bin_dir = os.path.join(root, "bin")
+    if os.path.isdir(bin_dir):
+        os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
+
+
 _expose_pyenv_pythons()
 _expose_debian_pythons()
+_expose_free_threaded_python()
 
 CPYTHONS = ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15"]
+FREE_THREADED = ["3.13t"]  # CPython without the GIL
 PYPYS = ["pypy3.9"]
+# No wheel of hypothesis after 6.155 is pure Python, and none is built for cp313t.
+FREE_THREADED_CONSTRAINTS = ["hypothesis<6.156"]
 OLDEST_NEWEST = [CPYTHONS[0], CPYTHONS[-1]]
 
 # The tests that check what is installed read this (tests/test_installed.py).
@@ -161,12 +173,30 @@ def _run_suite(session: nox.Session, tree: str) -> None:
     session.run(*PYTEST, *session.posargs, env=INSTALLED_ENV, external=True)
 
 
-@nox.session(python=CPYTHONS + PYPYS)
+@nox.session(python=CPYTHONS + FREE_THREADED + PYPYS)
 def tests(session: nox.Session) -> None:
-    """The test suite on one Python, on asyncio's loop and uvloop (where it installs), against the built wheel."""
+    """The test suite on one Python, on asyncio's loop, uvloop and rloop (where they install), against the built wheel.
+
+    On free-threaded CPython the servers of the integrations group are left
+    out, and tests/test_free_threading.py checks that importing ctxloop (the
+    compiled accelerator included) leaves the GIL off.
+    """
     sdist, wheel = _build(session)
     assert wheel is not None
-    _install_ctxloop(session, f"{wheel}[uvloop]", *_group("test"), *_group("integrations"))
+    if session.python in FREE_THREADED:
+        constraints = os.path.join(_tmp(session), "constraints.txt")
+        with open(constraints, "w", encoding="utf-8") as f:
+            f.write("\n".join(FREE_THREADED_CONSTRAINTS) + "\n")
+        # rloop has no cp313t wheel (it would build from its Rust source).
+        _install_ctxloop(session, f"{wheel}[uvloop]", *_group("test"), "-c", constraints)
+        env = INSTALLED_ENV
+        tree = _unpacked_tree(session, sdist)
+        session.chdir(tree)
+        session.run(*PYTEST, *session.posargs, env=env, external=True)
+        session.log("The same suite with the pure-Python implementation (CTXLOOP_NO_SPEEDUPS=1)")
+        session.run(*PYTEST, *session.posargs, env={**env, "CTXLOOP_NO_SPEEDUPS": "1"}, external=True)
+        return
+    _install_ctxloop(session, f"{wheel}[uvloop,rloop]", *_group("test"), *_group("integrations"))
     tree = _unpacked_tree(session, sdist)
     _run_suite(session, tree)
     if session.python in CPYTHONS:
@@ -199,30 +229,27 @@ def lowest_bounds(session: nox.Session) -> None:
     _run_suite(session, _unpacked_tree(session, sdist))
 
 
-# Does this Python get the C accelerator (CPython with the GIL)?
-GIL_CPYTHON = (
-    "import sys, sysconfig;"
-    "print(sys.implementation.name == 'cpython' and not sysconfig.get_config_var('Py_GIL_DISABLED'))"
-)
+# Does this Python get the C accelerator (CPython, free-threaded builds included)?
+CPYTHON = "import sys; print(sys.implementation.name == 'cpython')"
 
 
-@nox.session(python=CPYTHONS + PYPYS)
+@nox.session(python=CPYTHONS + FREE_THREADED + PYPYS)
 def wheels(session: nox.Session) -> None:
     """What cibuildwheel does for one Python, here: build, install in a fresh venv, import, check.
 
     The wheel (and then the sdist) is installed in a new virtual environment
     with nothing else, and ``python -m ctxloop`` runs there, outside the
     checkout. The C accelerator must be in the wheel when ctxloop/_speedups.c
-    exists and this is CPython with the GIL, and absent otherwise.
+    exists and this is CPython (free-threaded too), and absent otherwise.
     """
     sdist, wheel = _build(session)
     assert wheel is not None
     python = _python(session)
-    probe = session.run("python", "-c", GIL_CPYTHON, silent=True)
+    probe = session.run("python", "-c", CPYTHON, silent=True)
     if probe is None:  # --install-only
         return
-    gil_cpython = str(probe).strip() == "True"
-    compiled = gil_cpython and os.path.isfile(os.path.join(ROOT, "ctxloop", "_speedups.c"))
+    cpython = str(probe).strip() == "True"
+    compiled = cpython and os.path.isfile(os.path.join(ROOT, "ctxloop", "_speedups.c"))
     _check_wheel_tag(session, wheel, compiled)
     for name, requirement in (("wheel", f"{wheel}[uvloop]"), ("sdist", f"ctxloop[uvloop] @ {_file_uri(sdist)}")):
         venv = os.path.join(_tmp(session), f"fresh-{name}")

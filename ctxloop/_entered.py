@@ -92,9 +92,15 @@ def _resolved() -> Callable[[contextvars.Context], bool]:
 
 def entered_test() -> str:
     """How this interpreter tells whether a Context is entered (for reports)."""
-    if not FREE_THREADED:
-        return "entering it (atomic under the GIL)"
-    return "reading its entered flag" if _resolved() is not _not_known else "not at all (the layout is unknown)"
+    from ._accel import speedups
+
+    if speedups is not None:
+        readable = speedups.entered_flag_readable
+    elif not FREE_THREADED:
+        return "tested by entering them (atomic under the GIL)"
+    else:
+        readable = _resolved() is not _not_known
+    return "read from each context's entered flag" if readable else "not known (an unknown context layout)"
 
 
 if FREE_THREADED:

@@ -104,10 +104,19 @@ def loop_class(base: type) -> type:
     return cls
 
 
+def _fixes(base: type) -> Tuple[type, ...]:
+    """The classes ctxloop mixes into its subclass of *base*: what it changes on that loop besides create_task."""
+    if base.__module__.partition(".")[0] == "rloop":
+        from ._rloop import RLoopFixes
+
+        return (RLoopFixes,)
+    return ()
+
+
 def _make_loop_class(base: type) -> type:
     return type(
         base.__name__,
-        (base,),
+        (*_fixes(base), base),
         {
             "__module__": base.__module__,
             "__qualname__": base.__qualname__,

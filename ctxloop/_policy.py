@@ -15,7 +15,7 @@ import asyncio
 import sys
 from typing import Any, Optional, Union
 
-from ._loop import _ASYNCIO_LOOP, LOOP_NAMES, NAMED_LOOPS, enable, import_loop_package, loop_class, named_loop_class
+from ._loop import _ASYNCIO_LOOP, LOOP_NAMES, NAMED_LOOPS, enable, loop_class, named_loop_class
 
 __all__ = ["EventLoopPolicy", "current_policy", "set_policy"]
 
@@ -38,19 +38,6 @@ if sys.version_info >= (3, 14):
         """Set the policy slot without asyncio's deprecation warning (for restoring one)."""
         asyncio.events._set_event_loop_policy(policy)
 
-    class _NamedLoopPolicy(_BaseDefaultPolicy):  # type: ignore[misc]
-        # uvloop's own EventLoopPolicy touches asyncio's deprecated names when
-        # first used on 3.14+; this one makes the named package's loops without them.
-        def __init__(self, name: str) -> None:
-            super().__init__()
-            self._class = loop_class(named_loop_class(name))
-
-        def _loop_factory(self) -> asyncio.AbstractEventLoop:
-            return self._class()  # type: ignore[no-any-return]
-
-    def _named_policy(name: str) -> Any:
-        return _NamedLoopPolicy(name)
-
 else:
     _AbstractPolicy = asyncio.AbstractEventLoopPolicy
     _BaseDefaultPolicy = asyncio.events.BaseDefaultEventLoopPolicy
@@ -64,18 +51,30 @@ else:
         """Set the policy slot."""
         asyncio.set_event_loop_policy(policy)
 
-    def _named_policy(name: str) -> Any:
-        return import_loop_package(name).EventLoopPolicy()
-
 
 _NAMES = ", ".join(repr(name) for name in LOOP_NAMES)
+
+
+class _NamedLoopPolicy(_BaseDefaultPolicy):  # type: ignore[misc, valid-type]
+    # The policy of a loop package ctxloop knows by name (uvloop's own
+    # EventLoopPolicy touches asyncio's deprecated names when first used on
+    # 3.14+): asyncio's base policy making ctxloop's subclass of its loop class.
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self._class = loop_class(named_loop_class(name))
+
+    def _loop_factory(self) -> asyncio.AbstractEventLoop:
+        return self._class()  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"<{self._class.__module__}.{self._class.__qualname__} policy>"
 
 
 def _resolve_policy(base: Any) -> Any:
     if base is None or base == "asyncio":
         return _DefaultPolicy()
     if base in NAMED_LOOPS:
-        return _named_policy(base)
+        return _NamedLoopPolicy(base)  # type: ignore[abstract]  # no child watchers: its loop needs none
     if isinstance(base, str):
         raise ValueError(f"unknown policy {base!r}: expected None, {_NAMES} or an event loop policy")
     if isinstance(base, EventLoopPolicy):

@@ -101,7 +101,17 @@ def test_json_for_machines() -> None:
     out = ctxloop_main("--json")
     assert out.returncode == 0, out.stdout + out.stderr
     report = json.loads(out.stdout)
-    assert set(report) == {"ctxloop", "python", "platform", "ok", "checks", "cost_target", "loops"}
+    assert set(report) == {
+            "ctxloop",
+            "python",
+            "platform",
+            "implementation",
+            "gil",
+            "ok",
+            "checks",
+            "cost_target",
+            "loops",
+        }
     assert report["ctxloop"] == ctxloop.__version__
     assert report["ok"] is True
     assert [check["id"] for check in report["checks"]] == CHECK_IDS

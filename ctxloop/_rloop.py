@@ -1,0 +1,45 @@
+"""What a ctxloop loop on rloop changes besides ``create_task``: where rloop 0.5 departs from asyncio.
+
+rloop (CPython 3.10+) is a loop written in Rust. A ctxloop loop built on it
+is rloop's own loop in every respect but these:
+
+* rloop makes a socket pair for each run of the loop (its wakeup channel),
+  hands the file descriptors to its Rust side, which closes them when the run
+  ends, and drops the Python socket objects still believing they are open:
+  every run then ends with two ``ResourceWarning`` s ("unclosed
+  <socket.socket ...>"), errors under ``-W error``. ctxloop detaches the
+  sockets from their (already closed) descriptors instead.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+__all__ = ["ClosesItsSockets", "RLoopFixes", "plain_rloop_class"]
+
+
+class ClosesItsSockets:
+    """rloop's loop without its unclosed-socket warnings (also a baseline for measurements)."""
+
+    _ssock_r: Any
+    _ssock_w: Any
+
+    def _ssock_stop(self) -> None:
+        pair = (self._ssock_r, self._ssock_w)
+        super()._ssock_stop()  # type: ignore[misc]
+        for sock in pair:
+            if sock is not None:
+                sock.detach()  # rloop's Rust side has closed the descriptor
+
+
+class RLoopFixes(ClosesItsSockets):
+    """Mixed into the ctxloop subclass of ``rloop.RLoop`` (before it in the MRO)."""
+
+
+@functools.lru_cache(maxsize=None)
+def plain_rloop_class() -> type:
+    """rloop's loop class without its unclosed-socket warnings, nothing else changed: a baseline for measurements."""
+    import rloop
+
+    return type("RLoop", (ClosesItsSockets, rloop.RLoop), {"__module__": rloop.RLoop.__module__})
