@@ -1034,17 +1034,9 @@ async def sendfile(env: Env) -> None:
         with open(path, "rb") as f:
             return await env.loop.sendfile(transport, f)
 
-    try:
-        sent = await _in_task(env, "sender", send)
-    except NotImplementedError:
-        raise
-    except Exception as exc:
-        env.trace("sendfile", exc_name(exc))
-        transport.close()
-    else:
-        env.trace("sendfile", sent)
-        await client.until(4)
-        transport.write_eof()
+    env.trace("sendfile", await _in_task(env, "sender", send))
+    await client.until(4)
+    transport.write_eof()
     env.trace("client.lost_with", await env.wait(client.lost))
     await _close_server(env, server)
 
@@ -1310,12 +1302,16 @@ async def client_factory_raises(env: Env) -> None:
     def factory() -> asyncio.Protocol:
         raise ValueError("no protocol")
 
-    try:
-        await env.wait(env.loop.create_connection(factory, HOST, port))
-    except Exception as exc:
-        env.trace("create_connection", exc_name(exc))
-    else:
-        env.trace("create_connection", "connected")
+    with warnings.catch_warnings():
+        # Before 3.15 (gh-153133) asyncio leaves the socket to the GC: "unclosed socket".
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            await env.wait(env.loop.create_connection(factory, HOST, port))
+        except Exception as exc:
+            env.trace("create_connection", exc_name(exc))
+        else:
+            env.trace("create_connection", "connected")
+        gc.collect()
     await _close_server(env, server)
     env.trace("base.errors", env.errors)
     env.errors = []

@@ -194,6 +194,7 @@ def test_ctxloop_loop_matches_reference(name: str, loop_name: str) -> None:
     base_labels = sorted(label for label in expected if label.startswith("base."))
     if base_labels:
         plain = _outcome(name, loop_name)
+        assert not isinstance(plain, str), f"{name} runs on {spec} but not on plain {loop_name}: {plain}"
         assert {label: outcome.get(label) for label in base_labels} == {
             label: plain.get(label) for label in base_labels
         }, f"{name}: the base loop's own behaviour differs under ctxloop"
