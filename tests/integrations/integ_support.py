@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import importlib
 import importlib.util
 import logging
 import sys
@@ -28,8 +29,7 @@ import ctxloop
 
 T = TypeVar("T")
 
-HAS_UVLOOP = importlib.util.find_spec("uvloop") is not None
-LOOPS = ["asyncio"] + (["uvloop"] if HAS_UVLOOP else [])
+LOOPS = ["asyncio"] + [name for name in ("uvloop", "rloop") if importlib.util.find_spec(name)]
 NATIVE = sys.version_info >= (3, 12)
 NATIVE_REASON = "the native reference (asyncio's own context= and Task.get_context()) needs Python 3.12+"
 
@@ -96,10 +96,8 @@ def collect_log(name: str) -> Iterator[List[str]]:
 
 def base_loop_factory(loop_name: str) -> Callable[[], asyncio.AbstractEventLoop]:
     """A factory of plain loops (no ctxloop)."""
-    if loop_name == "uvloop":
-        import uvloop
-
-        return uvloop.new_event_loop  # type: ignore[no-any-return]
+    if loop_name != "asyncio":
+        return importlib.import_module(loop_name).new_event_loop  # type: ignore[no-any-return]
     return asyncio.SelectorEventLoop
 
 

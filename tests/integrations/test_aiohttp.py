@@ -71,8 +71,16 @@ def _graceful_exit() -> None:
     raise web.GracefulExit()  # what aiohttp's own SIGINT handler raises: run_app returns
 
 
+# rloop logs an exception raised in a callback or signal handler instead of
+# letting it out of run_until_complete, even a SystemExit such as aiohttp's
+# GracefulExit: web.run_app on rloop does not stop (on a signal either).
+RUN_APP_ON_RLOOP = "web.run_app cannot be stopped on rloop (it swallows the GracefulExit raised in a callback)"
+
+
 @pytest.mark.timeout(120)
 def test_request_ids(route: str, loop_name: str) -> None:
+    if loop_name == "rloop" and route != "loop_factory":
+        pytest.skip(RUN_APP_ON_RLOOP)
     sock = listening_socket()
     port = sock.getsockname()[1]
     app = make_app()

@@ -177,7 +177,8 @@ def serve_in_process(
             elif route == "config":
                 server = uvicorn.Server(config(factory_name))
             elif route == "native":
-                server = uvicorn.Server(config(loop_name))  # uvicorn's own loop, no ctxloop
+                # uvicorn's own loop, no ctxloop (rloop by its factory: uvicorn has no name for it)
+                server = uvicorn.Server(config("rloop:new_event_loop" if loop_name == "rloop" else loop_name))
             else:
                 server = uvicorn.Server(config("none"))
 
@@ -298,7 +299,7 @@ def test_loops_module_factories(loop_name: str) -> None:
     finally:
         first.close()
         second.close()
-    assert sorted(ctxloop.loops.__all__) == ["asyncio_loop", "uvloop_loop"]
+    assert sorted(ctxloop.loops.__all__) == ["asyncio_loop", "rloop_loop", "uvloop_loop"]
     assert all(getattr(ctxloop.loops, name).__doc__ for name in ctxloop.loops.__all__)
 
 
