@@ -3,6 +3,7 @@
 python -m benchmarks.tables bench-3.10.json bench-3.12.json ...          # timing tables
 python -m benchmarks.tables --summary bench-*.json                        # one row per Python x loop
 python -m benchmarks.tables --callgrind cg-3.12-uvloop.json ...           # instruction counts
+python -m benchmarks.tables --instructions ins-3.12.json ...              # per entry point (benchmarks.instructions)
 """
 
 from __future__ import annotations
@@ -100,12 +101,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("files", nargs="+")
     parser.add_argument("--summary", action="store_true")
     parser.add_argument("--callgrind", action="store_true")
+    parser.add_argument("--instructions", action="store_true")
     args = parser.parse_args(argv)
     loaded = []
     for path in args.files:
         with open(path) as f:
             loaded.append(json.load(f))
-    if args.callgrind:
+    if args.instructions:
+        from benchmarks.instructions import tables
+
+        lines = [line for data in loaded for line in tables(data)]
+    elif args.callgrind:
         lines = [line for data in loaded for line in callgrind(data)]
     elif args.summary:
         lines = summary(loaded)
