@@ -96,6 +96,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import importlib
 import inspect
 import json
 import random
@@ -406,12 +407,10 @@ def make_loop(mode: str, loop_name: str) -> asyncio.AbstractEventLoop:
     """A fresh loop for *mode*: a ctxloop loop, or a plain one (reference modes)."""
     if mode == "ctxloop":
         return ctxloop.new_event_loop(loop_name)
-    if loop_name == "uvloop":
-        import uvloop
-
-        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    if loop_name == "asyncio":
+        loop: asyncio.AbstractEventLoop = asyncio.SelectorEventLoop()
     else:
-        loop = asyncio.SelectorEventLoop()
+        loop = importlib.import_module(loop_name).new_event_loop()
     if mode == "pytask":
         loop.set_task_factory(_Ref("pytask").py_task)
     elif sys.version_info < (3, 12):

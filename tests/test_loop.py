@@ -13,7 +13,8 @@ from typing import Any, Callable, List
 import pytest
 
 import ctxloop
-from tests.conftest import run_plain
+from ctxloop._loop import named_loop_class
+from tests.conftest import RLOOP_NO_DEBUG, RLOOP_REMOVE_SIGNAL_HANDLER, run_plain
 
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
 
@@ -179,7 +180,10 @@ def test_subprocess(run: Callable[..., Any]) -> None:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_signal_handlers(run: Callable[..., Any]) -> None:
+def test_signal_handlers(loop_name: str, run: Callable[..., Any]) -> None:
+    if loop_name == "rloop":
+        pytest.skip(RLOOP_REMOVE_SIGNAL_HANDLER)
+
     async def main() -> str:
         loop = asyncio.get_running_loop()
         got: "asyncio.Future[str]" = loop.create_future()
@@ -212,6 +216,9 @@ def test_shutdown_default_executor(loop_name: str) -> None:
 
 
 def test_debug_mode(loop_name: str) -> None:
+    if loop_name == "rloop":
+        pytest.skip(RLOOP_NO_DEBUG)
+
     async def main() -> bool:
         return asyncio.get_running_loop().get_debug()
 
@@ -246,12 +253,7 @@ def test_threads_with_their_own_loops(loop_name: str) -> None:
 
 def _instrumented_loop_class(loop_name: str, calls: List[Any]) -> Any:
     """A loop class of *loop_name* whose own create_task records each call."""
-    if loop_name == "uvloop":
-        import uvloop
-
-        base: Any = uvloop.Loop
-    else:
-        base = asyncio.SelectorEventLoop
+    base: Any = asyncio.SelectorEventLoop if loop_name == "asyncio" else named_loop_class(loop_name)
 
     class Instrumented(base):  # type: ignore[misc, valid-type]
         def create_task(self, coro: Any, **kwargs: Any) -> Any:

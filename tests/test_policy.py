@@ -136,7 +136,7 @@ def test_install_and_uninstall_restore_exactly(loop_name: str) -> None:
 
 def test_install_wraps_the_policy_in_force(loop_name: str) -> None:
     # As after uvloop.install(): install() with no base keeps the chosen policy.
-    chosen = DefaultPolicy() if loop_name == "asyncio" else ctxloop.EventLoopPolicy("uvloop").base
+    chosen = DefaultPolicy() if loop_name == "asyncio" else ctxloop.EventLoopPolicy(loop_name).base
     set_policy(chosen)
     with policy_deprecation():
         ctxloop.install()

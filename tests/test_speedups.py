@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, List, Tuple
 
 import pytest
-from conftest import LOOPS
+from conftest import LOOPS, RLOOP_NO_DEBUG
 
 import ctxloop
 from ctxloop import _accel, _binding, _checks, _create
@@ -223,6 +223,8 @@ def test_compiled_create_task_on_with_a_factory_a_closed_loop_and_a_foreign_clas
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("loop_name", LOOPS)
 def test_compiled_create_task_on_strips_its_callers_frames_in_debug_mode(loop_name: str) -> None:
+    if loop_name == "rloop":
+        pytest.skip(RLOOP_NO_DEBUG)
     loop = ctxloop.new_event_loop(loop_name)
     loop.set_debug(True)
 
