@@ -11,11 +11,12 @@ inline) and prints what the test checks. The last tests run the real
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import List
+from typing import List, Tuple
 
 import pytest
 from test_notebook import NOTEBOOK
@@ -126,7 +127,7 @@ def test_cell_to_cell_in_a_shell_running_inside_context_run(tmp_path: Path) -> N
     # so no task can run in it; the extension keeps the cells' values in a
     # context of its own instead, and no cell fails.
     body = 'print(cell("%load_ext ctxloop") or "-")' + CELL_TO_CELL
-    lines = run_script(tmp_path, "contextvars.copy_context().run(exec, " + repr(textwrap.dedent(body)) + ")\n")
+    lines = run_script(tmp_path, f"contextvars.copy_context().run(exec, {textwrap.dedent(body)!r}, globals())\n")
     assert lines[3:] == [
         "set in a cell without await",
         "",
@@ -419,3 +420,31 @@ def test_terminal_ipython_runs_the_notebook(tmp_path: Path) -> None:
     lines = _ipython(tmp_path, str(ROOT / "examples" / "notebook.ipynb"))
     expected = [line for number in ["4", "13", "21", "22", "23", "23b", "25"] for line in NOTEBOOK[number]]
     assert lines == [*expected, "this cell: user = alice", "the next cell: user = alice"]
+
+
+# docs/notebooks.md: its ```ipython blocks are cells, run in order in one shell;
+# a ```text block right after one is what that cell prints.
+
+_CELL = re.compile(r"^```ipython\n(.*?)^```\n(?:\s*^```text\n(.*?)^```\n)?", re.S | re.M)
+
+
+def _page_cells() -> List[Tuple[str, List[str]]]:
+    text = (ROOT / "docs" / "notebooks.md").read_text(encoding="utf-8")
+    return [(m.group(1), (m.group(2) or "").splitlines()) for m in _CELL.finditer(text)]
+
+
+def test_the_notebooks_page_cells_print_what_it_shows(tmp_path: Path) -> None:
+    cells = _page_cells()
+    assert cells[0] == ("%load_ext ctxloop\n", [])
+    body = "".join(f"print(cell({source!r}))\nprint('---')\n" for source, _ in cells)
+    got = "\n".join(run_script(tmp_path, body)).split("---")
+    assert [part.strip("\n").splitlines() for part in got[:-1]] == [shown for _, shown in cells]
+
+
+def test_the_notebooks_page_without_the_extension(tmp_path: Path) -> None:
+    # "Without the extension ... the next cell prints user = anonymous".
+    (first, _), (second, _), *_ = _page_cells()[1:]
+    lines = run_script(tmp_path, f"print(cell({first!r}))\nprint(cell({second!r}))\n")
+    assert lines[:2] == ["this cell: user = alice", "the next cell: user = anonymous"]
+    page = " ".join((ROOT / "docs" / "notebooks.md").read_text(encoding="utf-8").split())
+    assert "prints `alice`, but the next cell prints `user = anonymous`" in page

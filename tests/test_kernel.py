@@ -8,9 +8,11 @@ cell must reach the next cell exactly when ``%load_ext ctxloop`` is loaded.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple
 
@@ -19,9 +21,12 @@ from test_notebook import NOTEBOOK
 
 MISSING = ""
 try:
-    import ipykernel
-    import nbclient
-    import nbformat
+    with warnings.catch_warnings():
+        # As pytest.importorskip does: jupyter_core 5 warns at import that its paths will move.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import ipykernel
+        import nbclient
+        import nbformat
 except ImportError as error:
     # The notebook dependency group does not install on PyPy (psutil, pyzmq).
     MISSING = f"{error.name} is not installed for this Python (the notebook dependency group)"
@@ -123,7 +128,8 @@ def _execute(cells: List[Any], kernel_dirs: Tuple[Path, Dict[str, str]]) -> Dict
     )
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("JUPYTER_PATH", str(root))  # where the client finds the kernel spec
-        client.execute(env=env, cwd=str(root))
+        # On a loop of its own, closed afterwards (nbclient's execute() keeps one open).
+        asyncio.run(client.async_execute(env=env, cwd=str(root)))
     return {cell.id: cell for cell in notebook.cells}
 
 
