@@ -27,6 +27,7 @@ import threading
 import types
 from typing import Any, Callable, Dict, Tuple, Union
 
+from ._connections import connection_methods
 from ._create import create_task_on
 
 __all__ = [
@@ -122,6 +123,7 @@ def _make_loop_class(base: type) -> type:
             "__qualname__": base.__qualname__,
             "__doc__": base.__doc__,
             "create_task": create_task_on,
+            **connection_methods(base),
             "_ctxloop_class": True,
         },
     )
@@ -169,8 +171,10 @@ def enable(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
 
     For a loop a framework or a test harness hands you: its ``create_task``
     then honours ``context=`` with 3.12's semantics on every Python (S1-S7),
-    for every caller. Only that instance changes (its class, and every other
-    loop of it, stay as they were). Idempotent; ``disable(loop)`` undoes it.
+    for every caller, and the connections it makes from then on keep their
+    own contexts (C1-C3). Only that instance changes (its class, and every
+    other loop of it, stay as they were). Idempotent; ``disable(loop)``
+    undoes it (connections made meanwhile keep their contexts).
     """
     if not isinstance(loop, asyncio.AbstractEventLoop):
         raise TypeError(f"loop must be an asyncio.AbstractEventLoop, not {type(loop).__name__}")
@@ -180,7 +184,12 @@ def enable(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
     if is_ctxloop_loop(loop):
         return loop
     loop.create_task = types.MethodType(create_task_on, loop)  # type: ignore[method-assign]
-    setattr(loop, _ENABLED, True)
+    # What a ctxloop loop class adds for connections, as instance attributes
+    # (a property, looked up at a moment that matters, cannot be one: left out).
+    added = {name: value for name, value in connection_methods(type(loop)).items() if not isinstance(value, property)}
+    for name, value in added.items():
+        setattr(loop, name, types.MethodType(value, loop) if isinstance(value, types.FunctionType) else value)
+    setattr(loop, _ENABLED, tuple(added))
     return loop
 
 
@@ -193,8 +202,11 @@ def disable(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
     """
     if getattr(loop, "_ctxloop_class", False):
         raise ValueError(f"{loop!r} was created by ctxloop and stays a ctxloop loop; disable() undoes enable() only")
-    if getattr(loop, _ENABLED, False):
+    added = getattr(loop, _ENABLED, None)
+    if added is not None:
         del loop.create_task
+        for name in added:
+            delattr(loop, name)
         delattr(loop, _ENABLED)
     return loop
 

@@ -9,12 +9,16 @@ is rloop's own loop in every respect but these:
   every run then ends with two ``ResourceWarning`` s ("unclosed
   <socket.socket ...>"), errors under ``-W error``. ctxloop detaches the
   sockets from their (already closed) descriptors instead.
+* ``call_soon_threadsafe(callback)`` without ``context=`` runs the callback
+  in the loop's own context; asyncio runs it in a copy of the calling
+  thread's current context (C4), and so does ctxloop.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
-from typing import Any
+from typing import Any, Optional
 
 __all__ = ["ClosesItsSockets", "RLoopFixes", "plain_rloop_class"]
 
@@ -36,10 +40,16 @@ class ClosesItsSockets:
 class RLoopFixes(ClosesItsSockets):
     """Mixed into the ctxloop subclass of ``rloop.RLoop`` (before it in the MRO)."""
 
+    def call_soon_threadsafe(self, callback: Any, *args: Any, context: Optional[contextvars.Context] = None) -> Any:
+        """rloop's call_soon_threadsafe, in a copy of the calling thread's context unless one is given (C4)."""
+        return super().call_soon_threadsafe(  # type: ignore[misc]
+            callback, *args, context=contextvars.copy_context() if context is None else context
+        )
+
 
 @functools.lru_cache(maxsize=None)
 def plain_rloop_class() -> type:
     """rloop's loop class without its unclosed-socket warnings, nothing else changed: a baseline for measurements."""
-    import rloop
+    import rloop  # type: ignore[import-not-found, unused-ignore]
 
     return type("RLoop", (ClosesItsSockets, rloop.RLoop), {"__module__": rloop.RLoop.__module__})

@@ -19,14 +19,35 @@ from tests.conftest import RLOOP_NO_DEBUG, RLOOP_REMOVE_SIGNAL_HANDLER, run_plai
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
 
 
+STREAMS = {
+    "create_server",
+    "create_unix_server",
+    "create_connection",
+    "create_unix_connection",
+    "connect_accepted_socket",
+}
+DATAGRAMS_AND_PIPES = {"create_datagram_endpoint", "connect_read_pipe", "connect_write_pipe"}
+# What each base loop gets wrong, so what a ctxloop loop of it overrides
+# (docs/connections.md): asyncio before 3.15 everything but subprocesses, 3.15
+# datagrams and pipes; uvloop stream servers and clients; rloop everything.
+CONNECTION_ENTRY_POINTS = {
+    "asyncio": DATAGRAMS_AND_PIPES | (set() if sys.version_info >= (3, 15) else STREAMS),
+    "uvloop": STREAMS,
+    "rloop": STREAMS | DATAGRAMS_AND_PIPES | {"subprocess_exec", "subprocess_shell"},
+}
+
+
 def test_the_loop_is_the_base_loop(loop_name: str, base_loop_factory: Callable[[], Any]) -> None:
     plain = base_loop_factory()
     loop = ctxloop.new_event_loop(loop_name)
     try:
-        # A subclass that only overrides create_task: the base class, and every
-        # other loop of it, is untouched; the instance carries nothing extra.
+        # A subclass that only overrides create_task and the entry points of the
+        # connections the base loop does not keep in their own contexts (C1-C3):
+        # the base class, and every other loop of it, is untouched; the
+        # instance carries nothing extra.
         assert isinstance(loop, type(plain)) and type(loop).__name__ == type(plain).__name__
-        assert [name for name in vars(type(loop)) if not name.startswith("_")] == ["create_task"]
+        overridden = {name for name in vars(type(loop)) if not name.startswith("_")}
+        assert overridden == {"create_task", *CONNECTION_ENTRY_POINTS[loop_name]}
         assert "create_task" not in vars(plain) and "create_task" not in vars(loop)
         assert repr(loop).split()[0] == repr(plain).split()[0]
         assert ctxloop.enable(loop) is loop  # idempotent

@@ -1,0 +1,362 @@
+"""Connections: every callback of a connection's protocol runs in one context of the connection's own (C1-C4).
+
+CPython 3.15 gives each stream-socket connection one context (gh-140947): a
+copy, made when the connection is accepted, of the context its server was
+created in; or, for a client, a copy of the caller's context taken before the
+protocol factory runs. Every callback of its protocol runs in it, whichever
+task pauses, resumes, writes to or closes the transport. A ctxloop loop does
+the same on every Python and every loop, and extends it to datagram
+endpoints, pipes and subprocesses (as uvloop does).
+
+Two mechanisms, chosen per loop and connection kind in ``mechanisms()`` (the
+one place that knows what each loop already does):
+
+* ``"transport"`` (asyncio's own loop, see ``_transports.py``): the transport
+  carries the connection's context and every callback it schedules runs in it,
+  as in CPython 3.15. Nothing of the protocol changes (a protocol with
+  ``__slots__``, aiohttp's say, is kept as is).
+* ``"protocol"`` (any other loop): each callback of the protocol object is
+  bound to the context, as an instance attribute that enters the context
+  around the protocol's own method. ``transport.get_protocol()`` is still the
+  protocol, ``isinstance`` still holds. A protocol switched in with
+  ``transport.set_protocol()`` from one of the connection's callbacks is bound
+  to the same context. ``"protocol-but-pause"`` leaves ``pause_writing``
+  (called inside ``write()``) where the loop calls it, as 3.15 does;
+  ``"copies"`` runs each callback in a new copy of the context (what 3.15 and
+  uvloop do for a subprocess's own callbacks).
+* ``None``: the loop keeps the rule natively (asyncio 3.15 for stream sockets,
+  uvloop for datagrams, pipes and subprocesses): nothing is added.
+
+Either way the protocol factory runs as natively: for a server, in the
+connection's context (so what it sets is the connection's); for a client, in
+the caller's context, after the connection's context was copied.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import sys
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from ._entered import is_entered
+
+__all__ = [
+    "CALLBACKS",
+    "ConnectionEntryPoints",
+    "bind_protocol",
+    "entry_points_for",
+    "connection_methods",
+    "mechanisms",
+    "next_function",
+    "next_method",
+]
+
+# Every callback a loop calls on a protocol (asyncio.Protocol, BufferedProtocol,
+# DatagramProtocol, SubprocessProtocol, and the pipe protocols).
+CALLBACKS = (
+    "connection_made",
+    "connection_lost",
+    "data_received",
+    "eof_received",
+    "get_buffer",
+    "buffer_updated",
+    "pause_writing",
+    "resume_writing",
+    "datagram_received",
+    "error_received",
+    "pipe_data_received",
+    "pipe_connection_lost",
+    "process_exited",
+)
+
+STREAM, DATAGRAM, PIPE, SUBPROCESS = "stream", "datagram", "pipe", "subprocess"
+Mechanisms = Dict[str, Optional[str]]
+
+
+def mechanisms(loop_class: type) -> Mechanisms:
+    """How a ctxloop loop of *loop_class* keeps each kind of connection in its context (see the module docstring)."""
+    package = loop_class.__module__.partition(".")[0]
+    if package == "asyncio" and sys.platform != "win32":
+        # A subprocess's own callbacks run in copies of the caller's context
+        # on every loop (3.15 and uvloop alike): its pipes are what need one.
+        # Before 3.12 a thread watches the child and process_exited runs in its
+        # empty context ("watcher": in a copy of the caller's, as from 3.12).
+        stream = None if sys.version_info >= (3, 15) else "transport"
+        subprocess = "watcher" if sys.version_info < (3, 12) else None
+        return {STREAM: stream, DATAGRAM: "transport", PIPE: "transport", SUBPROCESS: subprocess}
+    if package == "uvloop":
+        # uvloop keeps one context per transport, but its servers share one
+        # between all their connections, and a client's is taken after the
+        # protocol factory ran. (It calls pause_writing in a copy of that
+        # context, not in the writer's as 3.15: the connection's it is.)
+        return {STREAM: "protocol", DATAGRAM: None, PIPE: None, SUBPROCESS: None}
+    # Any other loop (rloop's, a user's): every callback bound, but
+    # pause_writing, which a transport calls inside write(), left in the
+    # writer's context as 3.15 does; a subprocess's callbacks each in a copy
+    # of the caller's context.
+    return {STREAM: "protocol-but-pause", DATAGRAM: "protocol", PIPE: "protocol-but-pause", SUBPROCESS: "copies"}
+
+
+# --- binding a protocol's callbacks to a context ---
+
+
+class _Connection:
+    """What the bound callbacks of one connection share: its context, its protocol, its transport, how they bind."""
+
+    __slots__ = ("context", "copies", "left", "protocol", "transport")
+
+    def __init__(self, context: contextvars.Context, protocol: Any, mechanism: str = "protocol") -> None:
+        self.context = context
+        self.protocol = protocol
+        self.transport: Any = None
+        self.copies = mechanism == "copies"
+        self.left = ("pause_writing",) if mechanism == "protocol-but-pause" else ()
+
+    def like(self, protocol: Any) -> "_Connection":
+        """The same connection, for a protocol switched in."""
+        other = _Connection(self.context, protocol)
+        other.copies, other.left, other.transport = self.copies, self.left, self.transport
+        return other
+
+
+def _callback(connection: _Connection, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+    context = connection.context
+    run = context.run
+
+    if connection.copies:
+
+        def in_a_copy(*args: Any) -> Any:
+            result = context.copy().run(method, *args)
+            _after(connection, name, args)
+            return result
+
+        in_a_copy.__name__ = in_a_copy.__qualname__ = name
+        in_a_copy.__wrapped__ = method  # type: ignore[attr-defined]
+        return in_a_copy
+
+    def in_context(*args: Any) -> Any:
+        # Entered: called from another callback of the connection (a protocol
+        # calling its own method, or a new protocol's connection_made called
+        # by the one it replaces): already in the context.
+        result = method(*args) if is_entered(context) else run(method, *args)
+        _after(connection, name, args)
+        return result
+
+    in_context.__name__ = in_context.__qualname__ = name
+    in_context.__wrapped__ = method  # type: ignore[attr-defined]
+    return in_context
+
+
+def _after(connection: _Connection, name: str, args: Tuple[Any, ...]) -> None:
+    if name == "connection_made":
+        connection.transport = args[0]
+    transport = connection.transport
+    if name == "connection_lost":
+        _unbind(connection.protocol)
+        connection.transport = None
+        return
+    if transport is None:
+        return
+    get_protocol = getattr(transport, "get_protocol", None)
+    current = None if get_protocol is None else get_protocol()
+    # A protocol switched in by this callback (a websocket upgrade, say): it
+    # is the same connection, so it runs in the same context.
+    switched = current is not None and current is not connection.protocol and not _is_bound(current)
+    if switched and _bind(connection.like(current)):
+        transport.set_protocol(current)  # loops that cache the callbacks (uvloop) take the bound ones
+
+
+_BOUND = "_ctxloop_connection"
+
+
+def _is_bound(protocol: Any) -> bool:
+    try:
+        return _BOUND in vars(protocol)
+    except TypeError:
+        return False
+
+
+def _bind(connection: _Connection) -> bool:
+    protocol = connection.protocol
+    try:
+        namespace = vars(protocol)
+    except TypeError:
+        return False  # no instance dictionary (__slots__): left as it is
+    cls = type(protocol)
+    for name in CALLBACKS:
+        function = getattr(cls, name, None)
+        if function is None or name in namespace or name in connection.left:
+            continue
+        namespace[name] = _callback(connection, name, function.__get__(protocol, cls))
+    namespace[_BOUND] = connection
+    return True
+
+
+def _unbind(protocol: Any) -> None:
+    # The bound callbacks hold the protocol (a cycle through its own
+    # dictionary): the last callback of a connection removes them.
+    try:
+        namespace = vars(protocol)
+    except TypeError:
+        return
+    if namespace.pop(_BOUND, None) is None:
+        return
+    for name in CALLBACKS:
+        bound = namespace.get(name)
+        if bound is not None and getattr(bound, "__name__", None) == name and hasattr(bound, "__wrapped__"):
+            del namespace[name]
+
+
+def bind_protocol(protocol: Any, context: contextvars.Context, mechanism: str = "protocol") -> Any:
+    """Make every callback of *protocol* run in *context*; return *protocol* (unchanged if it has no ``__dict__``)."""
+    _bind(_Connection(context, protocol, mechanism))
+    return protocol
+
+
+# --- the loop's entry points ---
+
+
+def next_function(cls: type, name: str) -> Any:
+    """The function *name* of the loop class *cls* as its base loop class has it (past ctxloop's own classes)."""
+    for klass in cls.__mro__:
+        if "_ctxloop_class" in klass.__dict__:
+            continue
+        function = klass.__dict__.get(name)
+        if function is not None:
+            return function
+    raise AttributeError(f"{cls.__name__} has no {name}()")  # pragma: no cover - not a loop
+
+
+def next_method(loop: Any, name: str) -> Any:
+    """*loop*'s method *name* as its base loop class has it: past ctxloop's classes and instance attributes."""
+    cls = type(loop)
+    return next_function(cls, name).__get__(loop, cls)
+
+
+class _ServerFactory:
+    """A server's protocol factory: each connection in its own copy of the server's context, made when accepted."""
+
+    __slots__ = ("bind", "context", "factory")
+
+    def __init__(self, factory: Callable[[], Any], context: contextvars.Context, bind: Callable[..., Any]) -> None:
+        self.factory = factory
+        self.context = context
+        self.bind = bind
+
+    def __call__(self) -> Any:
+        context = self.context.copy()
+        return self.bind(context.run(self.factory), context)
+
+
+class _ClientFactory:
+    """A client connection's protocol factory: the caller's context is copied before the factory runs, in it."""
+
+    __slots__ = ("bind", "factory")
+
+    def __init__(self, factory: Callable[[], Any], bind: Callable[..., Any]) -> None:
+        self.factory = factory
+        self.bind = bind
+
+    def __call__(self) -> Any:
+        context = contextvars.copy_context()
+        return self.bind(self.factory(), context)
+
+
+class ConnectionEntryPoints:
+    """The connection entry points of a ctxloop loop: what ``entry_points_for()`` puts in its class.
+
+    Each wraps the protocol factory so that the connection gets its context
+    (see the module docstring) and hands it to the base loop's own method;
+    ``_ctxloop_bind(kind)`` gives what the kind's mechanism does with the
+    protocol and its context. A kind that needs nothing keeps the base loop's
+    methods untouched.
+    """
+
+    _ctxloop_mechanisms: Mechanisms
+
+    def _ctxloop_bind(self, kind: str) -> Callable[[Any, contextvars.Context], Any]:
+        mechanism = self._ctxloop_mechanisms[kind]
+        if mechanism == "transport":
+            return self._ctxloop_transport_binder()  # type: ignore[attr-defined, no-any-return]
+        return functools.partial(bind_protocol, mechanism=str(mechanism))
+
+    def _ctxloop_server(self, name: str, protocol_factory: Any, args: Any, kwargs: Any) -> Any:
+        factory = _ServerFactory(protocol_factory, contextvars.copy_context(), self._ctxloop_bind(STREAM))
+        return next_method(self, name)(factory, *args, **kwargs)
+
+    def _ctxloop_client(self, kind: str, name: str, protocol_factory: Any, args: Any, kwargs: Any) -> Any:
+        factory = _ClientFactory(protocol_factory, self._ctxloop_bind(kind))
+        return next_method(self, name)(factory, *args, **kwargs)
+
+    async def create_server(self, protocol_factory: Any, *args: Any, **kwargs: Any) -> Any:
+        return await self._ctxloop_server("create_server", protocol_factory, args, kwargs)
+
+    async def create_unix_server(self, protocol_factory: Any, *args: Any, **kwargs: Any) -> Any:
+        return await self._ctxloop_server("create_unix_server", protocol_factory, args, kwargs)
+
+    async def create_connection(self, protocol_factory: Any, *args: Any, **kwargs: Any) -> Any:
+        return await self._ctxloop_client(STREAM, "create_connection", protocol_factory, args, kwargs)
+
+    async def create_unix_connection(self, protocol_factory: Any, *args: Any, **kwargs: Any) -> Any:
+        return await self._ctxloop_client(STREAM, "create_unix_connection", protocol_factory, args, kwargs)
+
+    async def connect_accepted_socket(self, protocol_factory: Any, *args: Any, **kwargs: Any) -> Any:
+        return await self._ctxloop_client(STREAM, "connect_accepted_socket", protocol_factory, args, kwargs)
+
+    async def create_datagram_endpoint(self, protocol_factory: Any, *args: Any, **kwargs: Any) -> Any:
+        return await self._ctxloop_client(DATAGRAM, "create_datagram_endpoint", protocol_factory, args, kwargs)
+
+    async def connect_read_pipe(self, protocol_factory: Any, *args: Any, **kwargs: Any) -> Any:
+        return await self._ctxloop_client(PIPE, "connect_read_pipe", protocol_factory, args, kwargs)
+
+    async def connect_write_pipe(self, protocol_factory: Any, *args: Any, **kwargs: Any) -> Any:
+        return await self._ctxloop_client(PIPE, "connect_write_pipe", protocol_factory, args, kwargs)
+
+    async def subprocess_exec(self, protocol_factory: Any, *args: Any, **kwargs: Any) -> Any:
+        return await self._ctxloop_client(SUBPROCESS, "subprocess_exec", protocol_factory, args, kwargs)
+
+    async def subprocess_shell(self, protocol_factory: Any, *args: Any, **kwargs: Any) -> Any:
+        return await self._ctxloop_client(SUBPROCESS, "subprocess_shell", protocol_factory, args, kwargs)
+
+
+ENTRY_POINTS = {
+    STREAM: (
+        "create_server",
+        "create_unix_server",
+        "create_connection",
+        "create_unix_connection",
+        "connect_accepted_socket",
+    ),
+    DATAGRAM: ("create_datagram_endpoint",),
+    PIPE: ("connect_read_pipe", "connect_write_pipe"),
+    SUBPROCESS: ("subprocess_exec", "subprocess_shell"),
+}
+
+
+_HELPERS = ("_ctxloop_bind", "_ctxloop_server", "_ctxloop_client")
+
+
+def entry_points_for(found: Mechanisms) -> Dict[str, Any]:
+    """What the class of a ctxloop loop with these mechanisms gets (name -> function or value)."""
+    methods = {
+        name: ConnectionEntryPoints.__dict__[name]
+        for kind, names in ENTRY_POINTS.items()
+        if found[kind] in ("protocol", "protocol-but-pause", "copies", "transport")
+        for name in names
+    }
+    if not methods:
+        return {}
+    helpers = {name: ConnectionEntryPoints.__dict__[name] for name in _HELPERS}
+    return {**methods, **helpers, "_ctxloop_mechanisms": found}
+
+
+def connection_methods(loop_class: type) -> Dict[str, Any]:
+    """Everything a ctxloop loop of *loop_class* adds for connections (name -> function or value)."""
+    found = mechanisms(loop_class)
+    methods = entry_points_for(found)
+    if any(mechanism in ("transport", "watcher") for mechanism in found.values()):
+        from ._transports import transport_makers_for
+
+        methods.update(transport_makers_for(found))
+    return methods
