@@ -137,8 +137,11 @@ else:
             except asyncio.CancelledError:
                 # 3.12 raises KeyboardInterrupt when uncancel() brings the task's
                 # cancel requests to 0, i.e. the interrupt's was the only one.
-                # Chained to the CancelledError, as 3.12's Runner does.
-                if self._interrupt_count > 0 and cancel_requests[0] - 1 == 0:
+                # Chained to the CancelledError, as 3.12's Runner does. A task
+                # factory's object that is not an asyncio.Task (3.12 would find
+                # no uncancel() on it) gets the CancelledError, as in 3.12.
+                interrupted = self._interrupt_count > 0 and isinstance(task, asyncio.Task)
+                if interrupted and cancel_requests[0] - 1 == 0:
                     raise KeyboardInterrupt()  # noqa: B904
                 raise
             finally:

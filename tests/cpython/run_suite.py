@@ -504,7 +504,13 @@ def _is_concrete_test_class(node: ast.stmt) -> bool:
     return bool(node.decorator_list) or any("TestCase" in base for base in bases)
 
 
+# 3.12 tests that name a newer API only to do without it: they run everywhere.
+WITHOUT_THE_NEWER_API = {"test_asyncio_run_without_uncancel"}
+
+
 def _needs_newer_api(func: Any) -> Optional[str]:
+    if getattr(func, "__name__", "") in WITHOUT_THE_NEWER_API:
+        return None
     try:
         source = inspect.getsource(func)
     except (OSError, TypeError):
