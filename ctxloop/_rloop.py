@@ -9,6 +9,9 @@ is rloop's own loop in every respect but these:
   every run then ends with two ``ResourceWarning`` s ("unclosed
   <socket.socket ...>"), errors under ``-W error``. ctxloop detaches the
   sockets from their (already closed) descriptors instead.
+* ``call_later()``/``call_at()`` of a timer due at once replace an empty
+  ``context=Context()`` (a falsy object) by a copy of the current context;
+  ctxloop keeps the context given (C4).
 * ``call_soon_threadsafe(callback)`` without ``context=`` runs the callback
   in the loop's own context; asyncio runs it in a copy of the calling
   thread's current context (C4), and so does ctxloop.
@@ -39,6 +42,18 @@ class ClosesItsSockets:
 
 class RLoopFixes(ClosesItsSockets):
     """Mixed into the ctxloop subclass of ``rloop.RLoop`` (before it in the MRO)."""
+
+    def call_later(self, delay: float, callback: Any, *args: Any, context: Optional[contextvars.Context] = None) -> Any:
+        """rloop's call_later, keeping an empty ``context=Context()`` given for a timer due at once (C4)."""
+        if delay <= 0 and context is not None:
+            return self.call_soon(callback, *args, context=context)  # type: ignore[attr-defined]
+        return super().call_later(delay, callback, *args, context=context)  # type: ignore[misc]
+
+    def call_at(self, when: float, callback: Any, *args: Any, context: Optional[contextvars.Context] = None) -> Any:
+        """rloop's call_at, keeping an empty ``context=Context()`` given for a timer due at once (C4)."""
+        if when <= self.time() and context is not None:  # type: ignore[attr-defined]
+            return self.call_soon(callback, *args, context=context)  # type: ignore[attr-defined]
+        return super().call_at(when, callback, *args, context=context)  # type: ignore[misc]
 
     def call_soon_threadsafe(self, callback: Any, *args: Any, context: Optional[contextvars.Context] = None) -> Any:
         """rloop's call_soon_threadsafe, in a copy of the calling thread's context unless one is given (C4)."""

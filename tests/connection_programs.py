@@ -1174,7 +1174,8 @@ async def subprocess_pipes_from_tasks(env: Env) -> None:
 async def timers_with_context(env: Env) -> None:
     """C4: ``call_soon``/``call_later``/``call_at`` with ``context=`` an empty
     ``Context()`` (falsy!), with a given context (exact: writes stay in it),
-    and without (a copy of the caller's)."""
+    and without (a copy of the caller's); timers due at once (a delay of 0,
+    a time already past) too."""
     conn_var.set("caller")
     loop = env.loop
     contexts: Dict[str, contextvars.Context] = {}
@@ -1190,7 +1191,7 @@ async def timers_with_context(env: Env) -> None:
         ctx.run(conn_var.set, "given")
         return ctx
 
-    for kind in ("soon", "later", "at"):
+    for kind in ("soon", "later", "at", "later_now", "at_past"):
         for flavour in ("empty", "given", "none"):
             label = f"{kind}.{flavour}"
             fut = loop.create_future()
@@ -1202,8 +1203,12 @@ async def timers_with_context(env: Env) -> None:
                 loop.call_soon(callback, label, fut, **kwargs)
             elif kind == "later":
                 loop.call_later(0.001, callback, label, fut, **kwargs)
-            else:
+            elif kind == "later_now":
+                loop.call_later(0, callback, label, fut, **kwargs)
+            elif kind == "at":
                 loop.call_at(loop.time() + 0.001, callback, label, fut, **kwargs)
+            else:
+                loop.call_at(loop.time() - 1, callback, label, fut, **kwargs)
     await env.wait(asyncio.gather(*futures))
     for label, ctx in contexts.items():
         env.trace(f"{label}.context_after", ctx.get(conn_var, "-"))

@@ -129,6 +129,7 @@ RLOOP = {
     "subprocess_shell": "process_exited (and so connection_lost) in an empty context",
     "subprocess_pipes_from_tasks": "process_exited in an empty context",
     "threadsafe_calls": "call_soon_threadsafe runs in the loop's context, not the calling thread's",
+    "timers_with_context": "a timer due at once given context=Context() (falsy) runs in a copy of the caller's",
 }
 
 
@@ -156,6 +157,7 @@ TABLE_ROWS: List[Tuple[str, Tuple[str, ...], str, str]] = [
     ("a var set before create_server, seen by a connection", ("rloop",), "tcp_server", "conn1.connection_made"),
     ("a read pipe resumed from another task", ("asyncio", "rloop"), "read_pipe", "pipe.after_resume"),
     ("call_soon_threadsafe from another thread", ("rloop",), "threadsafe_calls", "threadsafe.none.sees"),
+    ("a timer due at once, given an empty Context()", ("rloop",), "timers_with_context", "later_now.empty.sees"),
 ]
 
 
