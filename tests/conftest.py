@@ -114,6 +114,9 @@ def policy_deprecation(name: str = "asyncio.set_event_loop_policy") -> Iterator[
 # ResourceWarnings per run of a plain rloop loop (ctxloop's detach them). A
 # warning filter, for pytest's filterwarnings and python -W alike.
 RLOOP_SELF_PIPE = "ignore:unclosed <socket.socket:ResourceWarning"
+# On 3.14+ rloop's run_in_executor() and add_signal_handler() call
+# asyncio.iscoroutinefunction, which warns there (deprecated, removal in 3.16).
+RLOOP_ISCOROUTINEFUNCTION = "ignore:'asyncio.iscoroutinefunction' is deprecated:DeprecationWarning:rloop"
 
 RLOOP_BASE_EXCEPTIONS = (
     "rloop 0.5 logs a KeyboardInterrupt or SystemExit raised in a task ('Exception in callback') and keeps "
@@ -150,3 +153,4 @@ def pytest_collection_modifyitems(items: "list[pytest.Item]") -> None:
     for item in items:
         if _runs_on_rloop(item):
             item.add_marker(pytest.mark.filterwarnings(RLOOP_SELF_PIPE))
+            item.add_marker(pytest.mark.filterwarnings(RLOOP_ISCOROUTINEFUNCTION))
