@@ -20,7 +20,26 @@ from ctxloop import _report
 ROOT = Path(__file__).resolve().parent.parent
 from conftest import LOOPS  # noqa: E402
 
-CHECK_IDS = ["N1", "N2", "N3", "N4", "N5", "N5b", "N6", "S1", "S2", "S3", "S4", "S5", "S6", "S7"]
+CHECK_IDS = [
+    "N1",
+    "N2",
+    "N3",
+    "N4",
+    "N5",
+    "N5b",
+    "N6",
+    "S1",
+    "S2",
+    "S3",
+    "S4",
+    "S5",
+    "S6",
+    "S7",
+    "C1",
+    "C2",
+    "C3",
+    "C4",
+]
 
 
 def ctxloop_main(*args: str, env: Optional[Dict[str, str]] = None) -> "subprocess.CompletedProcess[str]":
@@ -102,16 +121,16 @@ def test_json_for_machines() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     report = json.loads(out.stdout)
     assert set(report) == {
-            "ctxloop",
-            "python",
-            "platform",
-            "implementation",
-            "gil",
-            "ok",
-            "checks",
-            "cost_target",
-            "loops",
-        }
+        "ctxloop",
+        "python",
+        "platform",
+        "implementation",
+        "gil",
+        "ok",
+        "checks",
+        "cost_target",
+        "loops",
+    }
     assert report["ctxloop"] == ctxloop.__version__
     assert report["ok"] is True
     assert [check["id"] for check in report["checks"]] == CHECK_IDS
@@ -272,3 +291,39 @@ def test_the_checks_catch_a_loop_that_copies_the_context() -> None:
 def test_the_checks_pass_on_ctxloop_loops(loop_name: str) -> None:
     results = _report.run_checks(loop_name, 5.0, {})
     assert results == dict.fromkeys(CHECK_IDS)
+
+
+# Each connection check, run on a plain loop that breaks its rule natively,
+# must fail: (check, plain loop, when that loop breaks it).
+NATIVE_BREAKS = [
+    ("C1", "uvloop", "uvloop shares one context between a server's connections"),
+    ("C1", "rloop", "rloop runs a server's connections in the loop's own context"),
+    ("C2", "rloop", "rloop runs a client's connection_made in the caller's own context"),
+    ("C3", "asyncio", "asyncio before 3.15 resumes reading in the resuming task's context"),
+    ("C4", "rloop", "rloop runs call_soon_threadsafe callbacks in the loop's context"),
+]
+
+
+@pytest.mark.parametrize(("check_id", "plain", "why"), NATIVE_BREAKS, ids=[f"{c}-{p}" for c, p, _ in NATIVE_BREAKS])
+def test_a_connection_check_fails_on_a_plain_loop_that_breaks_its_rule(
+    check_id: str, plain: str, why: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if plain not in LOOPS:
+        pytest.skip(f"{plain} is not installed for this Python")
+    if plain == "asyncio" and sys.version_info >= (3, 15) and sys.implementation.name == "cpython":
+        pytest.skip("asyncio keeps C3 natively from CPython 3.15")
+    from ctxloop import _connection_checks
+
+    def plain_main_task(make_loop: Any, coro: Any, timeout: float) -> Any:
+        # As the report runs a check, but on the plain loop (the report's
+        # baseline), which ctxloop.run would make a ctxloop loop.
+        loop = make_loop()
+        try:
+            return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+        finally:
+            loop.close()
+
+    monkeypatch.setattr(_connection_checks, "main_task", plain_main_task)
+    _, check = _report.CHECKS[check_id]
+    with pytest.raises(_report.CheckFailed):
+        check(_report._base_factory(plain), 5.0)
