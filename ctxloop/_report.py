@@ -138,7 +138,7 @@ LEGEND: Dict[str, str] = {
     "C1": "a server's connections each run every callback in a copy of the context it was created in",
     "C2": "a client connection runs every callback in a copy of the caller's context; nothing leaks back",
     "C3": "whoever pauses, resumes, writes or closes a connection, its callbacks stay in its context",
-    "C4": "call_soon, call_later, call_at, ..._threadsafe run in context= (Context() too), else the caller's",
+    "C4": "call_soon, call_later, call_at, call_soon_threadsafe: in context= if given, else the caller's",
 }
 
 # The cost of a task created with context= on a ctxloop loop against a native
