@@ -196,7 +196,7 @@ def tests(session: nox.Session) -> None:
         session.log("The same suite with the pure-Python implementation (CTXLOOP_NO_SPEEDUPS=1)")
         session.run(*PYTEST, *session.posargs, env={**env, "CTXLOOP_NO_SPEEDUPS": "1"}, external=True)
         return
-    _install_ctxloop(session, f"{wheel}[uvloop,rloop]", *_group("test"), *_group("integrations"))
+    _install_ctxloop(session, f"{wheel}[uvloop,rloop]", *_group("test"), *_group("integrations"), *_group("notebook"))
     tree = _unpacked_tree(session, sdist)
     _run_suite(session, tree)
     if session.python in CPYTHONS:
@@ -216,7 +216,7 @@ def sdist(session: nox.Session) -> None:
 
 @nox.session(name="lowest-bounds", python=OLDEST_NEWEST)
 def lowest_bounds(session: nox.Session) -> None:
-    """The suite with the lowest versions the uvloop extra and the test group allow (uv's lowest-direct).
+    """The suite with the lowest versions the uvloop extra and the test and notebook groups allow (uv's lowest-direct).
 
     Without the integrations group: its tests are skipped here.
     """
@@ -224,7 +224,7 @@ def lowest_bounds(session: nox.Session) -> None:
     # The extra's requirements are given directly, so that lowest-direct applies to them too.
     uvloop = PYPROJECT["project"]["optional-dependencies"]["uvloop"]
     assert wheel is not None
-    _install_ctxloop(session, wheel, *uvloop, *_group("test"), resolution="lowest-direct")
+    _install_ctxloop(session, wheel, *uvloop, *_group("test"), *_group("notebook"), resolution="lowest-direct")
     session.run("uv", "pip", "list", "--python", _python(session), external=True)  # the versions tested
     _run_suite(session, _unpacked_tree(session, sdist))
 
