@@ -126,6 +126,11 @@ RLOOP_NO_DEBUG = (
     "rloop 0.5 has no debug mode: set_debug(True) does nothing, get_debug() is False and tasks record no "
     "_source_traceback"
 )
+RLOOP_310_SIGNALS = (
+    "rloop 0.5 on Python 3.10 runs a Python signal handler (signal.signal(), as the Runner's for Ctrl-C) only "
+    "when the loop next runs a callback: a SIGINT while the main task sleeps goes unhandled (asyncio runs it at "
+    "once; rloop on 3.11+ too)"
+)
 RLOOP_REMOVE_SIGNAL_HANDLER = (
     "rloop 0.5's remove_signal_handler() raises AttributeError: 'RLoop' object has no attribute '_is_main_thread'"
 )
