@@ -59,7 +59,9 @@ def check_c1(make_loop: LoopFactory, timeout: float) -> None:
             writer.write(b"x")
             await protocols[-1].got
             writer.close()
+            protocols[-1].transport.close()
         server.close()
+        await server.wait_closed()
 
     main_task(make_loop, main(), timeout)
     expect(seen, ["made:server", "data:conn1", "made:server", "data:conn2"])
@@ -87,6 +89,7 @@ def check_c2(make_loop: LoopFactory, timeout: float) -> None:
         await protocol.got
         transport.close()
         server.close()
+        await server.wait_closed()
 
     main_task(make_loop, main(), timeout)
     expect(seen, ["made:caller", "caller:caller", "data:client"])
@@ -112,13 +115,21 @@ def check_c3(make_loop: LoopFactory, timeout: float) -> None:
             self.transport.resume_reading()
 
     async def main() -> None:
-        server = await asyncio.get_running_loop().create_server(Server, HOST, 0)
+        accepted: List[Server] = []
+
+        def factory() -> Server:
+            accepted.append(Server())
+            return accepted[-1]
+
+        server = await asyncio.get_running_loop().create_server(factory, HOST, 0)
         reader, writer = await asyncio.open_connection(HOST, server.sockets[0].getsockname()[1])
         for request in "12":
             writer.write(request.encode())
             await reader.readexactly(1)
         writer.close()
+        accepted[0].transport.close()
         server.close()
+        await server.wait_closed()
 
     main_task(make_loop, main(), timeout)
     expect(seen, ["-", "-"])

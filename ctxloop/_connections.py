@@ -21,8 +21,9 @@ one place that knows what each loop already does):
   protocol, ``isinstance`` still holds. A protocol switched in with
   ``transport.set_protocol()`` from one of the connection's callbacks is bound
   to the same context. ``"protocol-but-pause"`` leaves ``pause_writing``
-  (called inside ``write()``) where the loop calls it, as 3.15 does;
-  ``"copies"`` runs each callback in a new copy of the context (what 3.15 and
+  (called inside ``write()``) where the loop calls it, as 3.15 does
+  (``"rloop"`` too, without following protocol switches, which rloop's
+  transports cannot make); ``"copies"`` runs each callback in a new copy of the context (what 3.15 and
   uvloop do for a subprocess's own callbacks).
 * ``None``: the loop keeps the rule natively (asyncio 3.15 for stream sockets,
   uvloop for datagrams, pipes and subprocesses): nothing is added.
@@ -34,6 +35,7 @@ the caller's context, after the connection's context was copied.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import functools
 import sys
@@ -94,8 +96,10 @@ def mechanisms(loop_class: type) -> Mechanisms:
     # Any other loop (rloop's, a user's): every callback bound, but
     # pause_writing, which a transport calls inside write(), left in the
     # writer's context as 3.15 does; a subprocess's callbacks each in a copy
-    # of the caller's context.
-    return {STREAM: "protocol-but-pause", DATAGRAM: "protocol", PIPE: "protocol-but-pause", SUBPROCESS: "copies"}
+    # of the caller's context. ("rloop": as "protocol-but-pause", for
+    # transports that cannot switch protocols.)
+    bound = "rloop" if package == "rloop" else "protocol-but-pause"
+    return {STREAM: bound, DATAGRAM: "protocol", PIPE: bound, SUBPROCESS: "copies"}
 
 
 # --- binding a protocol's callbacks to a context ---
@@ -104,108 +108,187 @@ def mechanisms(loop_class: type) -> Mechanisms:
 class _Connection:
     """What the bound callbacks of one connection share: its context, its protocol, its transport, how they bind."""
 
-    __slots__ = ("context", "copies", "left", "protocol", "transport")
+    __slots__ = ("bound", "context", "copies", "follow", "left", "protocol", "transport")
 
     def __init__(self, context: contextvars.Context, protocol: Any, mechanism: str = "protocol") -> None:
         self.context = context
         self.protocol = protocol
         self.transport: Any = None
         self.copies = mechanism == "copies"
-        self.left = ("pause_writing",) if mechanism == "protocol-but-pause" else ()
+        self.left: Tuple[str, ...] = ("pause_writing",) if mechanism in ("protocol-but-pause", "rloop") else ()
+        # rloop's transports cannot switch protocols (NotImplementedError): nothing to follow there.
+        self.follow = mechanism != "rloop"
+        self.bound: Tuple[str, ...] = ()
 
     def like(self, protocol: Any) -> "_Connection":
         """The same connection, for a protocol switched in."""
         other = _Connection(self.context, protocol)
-        other.copies, other.left, other.transport = self.copies, self.left, self.transport
+        other.copies, other.left, other.follow, other.transport = self.copies, self.left, self.follow, self.transport
         return other
+
+    def lost(self, exc: Any = None) -> None:
+        """After connection_lost, the last callback: the bound callbacks go (they hold the protocol)."""
+        _unbind(self)
+        self.transport = None
+
+    def switched(self, *args: Any) -> None:
+        """After a callback in which the transport's protocol changed (a websocket upgrade, say)."""
+        transport = self.transport
+        current = transport.get_protocol()
+        # The same connection: the new protocol runs in the same context.
+        if _bound_to(current) is None and _bind(self.like(current)):
+            transport.set_protocol(current)  # loops that cache the callbacks (uvloop) take the bound ones
+
+
+# What runs after a bound callback: nothing, the connection's own method (with
+# the callback's arguments), a check that the transport's protocol is still
+# this one (calling the method when not), or (connection_made) keeping the
+# transport it was given as the connection's.
+AFTER_NOTHING, AFTER_CALL, AFTER_SWITCH, AFTER_MADE = 0, 1, 2, 3
+_DATA = ("data_received", "buffer_updated", "eof_received", "datagram_received", "pipe_data_received")
+
+
+def in_context(  # noqa: PLR0917 - the compiled twin takes them positionally, as fast as it can
+    context: contextvars.Context, method: Callable[..., Any], connection: Any, after: Any, mode: int, copies: bool
+) -> Callable[..., Any]:
+    """*method*, run in *context* (each call in a new copy of it, with *copies*), then *after* per *mode*.
+
+    In *context* itself unless it is entered already: called from another
+    callback of the connection (a protocol calling its own method, or a new
+    protocol's connection_made called by the one it replaces).
+    """
+    run = context.run
+
+    def call(args: Tuple[Any, ...]) -> Any:
+        if copies:
+            return context.copy().run(method, *args)
+        return method(*args) if is_entered(context) else run(method, *args)
+
+    if mode == AFTER_CALL:
+
+        def bound(*args: Any) -> Any:
+            result = call(args)
+            after(*args)
+            return result
+
+    elif mode == AFTER_SWITCH:
+        protocol = method.__self__  # type: ignore[attr-defined]
+
+        def bound(*args: Any) -> Any:
+            result = call(args)
+            transport = connection.transport
+            if transport is not None and transport.get_protocol() is not protocol:
+                after()
+            return result
+
+    elif mode == AFTER_MADE:
+
+        def bound(*args: Any) -> Any:
+            result = call(args)
+            connection.transport = args[0]
+            return result
+
+    else:
+
+        def bound(*args: Any) -> Any:
+            return call(args)
+
+    return bound
 
 
 def _callback(connection: _Connection, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
-    context = connection.context
-    run = context.run
-
-    if connection.copies:
-
-        def in_a_copy(*args: Any) -> Any:
-            result = context.copy().run(method, *args)
-            _after(connection, name, args)
-            return result
-
-        in_a_copy.__name__ = in_a_copy.__qualname__ = name
-        in_a_copy.__wrapped__ = method  # type: ignore[attr-defined]
-        return in_a_copy
-
-    def in_context(*args: Any) -> Any:
-        # Entered: called from another callback of the connection (a protocol
-        # calling its own method, or a new protocol's connection_made called
-        # by the one it replaces): already in the context.
-        result = method(*args) if is_entered(context) else run(method, *args)
-        _after(connection, name, args)
-        return result
-
-    in_context.__name__ = in_context.__qualname__ = name
-    in_context.__wrapped__ = method  # type: ignore[attr-defined]
-    return in_context
-
-
-def _after(connection: _Connection, name: str, args: Tuple[Any, ...]) -> None:
+    after: Optional[Callable[..., None]]
     if name == "connection_made":
-        connection.transport = args[0]
-    transport = connection.transport
-    if name == "connection_lost":
-        _unbind(connection.protocol)
-        connection.transport = None
-        return
-    if transport is None:
-        return
-    get_protocol = getattr(transport, "get_protocol", None)
-    current = None if get_protocol is None else get_protocol()
-    # A protocol switched in by this callback (a websocket upgrade, say): it
-    # is the same connection, so it runs in the same context.
-    switched = current is not None and current is not connection.protocol and not _is_bound(current)
-    if switched and _bind(connection.like(current)):
-        transport.set_protocol(current)  # loops that cache the callbacks (uvloop) take the bound ones
+        mode, after = AFTER_MADE, None
+    elif name == "connection_lost":
+        mode, after = AFTER_CALL, connection.lost
+    elif name in _DATA and connection.follow:
+        mode, after = AFTER_SWITCH, connection.switched
+    else:
+        mode, after = AFTER_NOTHING, None
+    return in_context(connection.context, method, connection, after, mode, connection.copies)
 
 
 _BOUND = "_ctxloop_connection"
 
 
-def _is_bound(protocol: Any) -> bool:
-    try:
-        return _BOUND in vars(protocol)
-    except TypeError:
-        return False
+def _bound_to(protocol: Any) -> Any:
+    """The connection *protocol*'s callbacks are bound to, or None."""
+    return getattr(protocol, _BOUND, None)
+
+
+# asyncio's protocol base classes: their callbacks do nothing (and read no
+# context variable), so a protocol that keeps them needs them unbound.
+_NO_OPS = {
+    (name, function)
+    for base in (
+        asyncio.BaseProtocol,
+        asyncio.Protocol,
+        asyncio.BufferedProtocol,
+        asyncio.DatagramProtocol,
+        asyncio.SubprocessProtocol,
+    )
+    for name, function in vars(base).items()
+    if name in CALLBACKS
+}
+# Bound whenever anything is: the transport, to follow a protocol switch;
+# the end of the connection, to let the bound callbacks go.
+_ALWAYS = ("connection_made", "connection_lost")
+
+
+_plans: Dict[Tuple[type, Tuple[str, ...]], Tuple[Tuple[str, Any], ...]] = {}
+
+
+def _plan(cls: type, left: Tuple[str, ...]) -> Tuple[Tuple[str, Any], ...]:
+    """The callbacks of protocol class *cls* to bind (name, function): made once per class."""
+    plan = _plans.get((cls, left))
+    if plan is None:
+        names = [
+            name
+            for name in CALLBACKS
+            if name not in left and getattr(cls, name, None) is not None and (name, getattr(cls, name)) not in _NO_OPS
+        ]
+        if names:  # nothing it does depends on a context otherwise
+            names += [name for name in _ALWAYS if name not in names and hasattr(cls, name)]
+        plan = _plans[(cls, left)] = tuple((name, getattr(cls, name)) for name in names)
+    return plan
 
 
 def _bind(connection: _Connection) -> bool:
+    # setattr/getattr, never the protocol's __dict__: reading __dict__ turns
+    # the inline attribute values of CPython 3.11+ into a real dict, after which
+    # every attribute access of the protocol's own code is slower.
     protocol = connection.protocol
+    plan = _plan(type(protocol), connection.left)
+    if not plan:
+        return True
     try:
-        namespace = vars(protocol)
-    except TypeError:
-        return False  # no instance dictionary (__slots__): left as it is
-    cls = type(protocol)
-    for name in CALLBACKS:
-        function = getattr(cls, name, None)
-        if function is None or name in namespace or name in connection.left:
-            continue
-        namespace[name] = _callback(connection, name, function.__get__(protocol, cls))
-    namespace[_BOUND] = connection
+        setattr(protocol, _BOUND, connection)
+    except AttributeError:
+        return False  # no instance dictionary (__slots__, a C type): left as it is
+    bound = []
+    for name, function in plan:
+        method = getattr(protocol, name)
+        if getattr(method, "__func__", None) is not function:
+            continue  # an instance attribute of the protocol's own: left as it is
+        setattr(protocol, name, _callback(connection, name, method))
+        bound.append(name)
+    connection.bound = tuple(bound)
     return True
 
 
-def _unbind(protocol: Any) -> None:
+def _unbind(connection: _Connection) -> None:
     # The bound callbacks hold the protocol (a cycle through its own
-    # dictionary): the last callback of a connection removes them.
-    try:
-        namespace = vars(protocol)
-    except TypeError:
+    # attributes): the last callback of a connection removes them.
+    protocol = connection.protocol
+    if _bound_to(protocol) is not connection:
         return
-    if namespace.pop(_BOUND, None) is None:
-        return
-    for name in CALLBACKS:
-        bound = namespace.get(name)
-        if bound is not None and getattr(bound, "__name__", None) == name and hasattr(bound, "__wrapped__"):
-            del namespace[name]
+    delattr(protocol, _BOUND)
+    for name in connection.bound:
+        try:
+            delattr(protocol, name)
+        except AttributeError:
+            pass
 
 
 def bind_protocol(protocol: Any, context: contextvars.Context, mechanism: str = "protocol") -> Any:
@@ -342,7 +425,7 @@ def entry_points_for(found: Mechanisms) -> Dict[str, Any]:
     methods = {
         name: ConnectionEntryPoints.__dict__[name]
         for kind, names in ENTRY_POINTS.items()
-        if found[kind] in ("protocol", "protocol-but-pause", "copies", "transport")
+        if found[kind] in ("protocol", "protocol-but-pause", "rloop", "copies", "transport")
         for name in names
     }
     if not methods:
@@ -360,3 +443,12 @@ def connection_methods(loop_class: type) -> Dict[str, Any]:
 
         methods.update(transport_makers_for(found))
     return methods
+
+
+# --- optional accelerator (ctxloop/_speedups.c; chosen once in _accel.py) ---
+# A bound callback is a compiled callable that does what in_context()'s do.
+from ._accel import speedups as _speedups  # noqa: E402 - after what it replaces
+
+_pure_in_context = in_context
+if _speedups is not None:
+    in_context = _speedups.InContext  # type: ignore[assignment, misc]

@@ -26,6 +26,9 @@
  * check_task_context(context, eager=False)
  *     S6/S7: an exact Context that is not entered is returned at once; the
  *     rest goes to the pure-Python check, set by setup().
+ * InContext(context, method, connection, after, mode, copies)
+ *     A protocol callback bound to its connection's context: the compiled
+ *     in_context() of ctxloop/_connections.py.
  * TaskCoroutine, bind_task(coro, context)  (used on 3.8-3.10)
  *     The binding a Task steps so that every step runs inside *context*:
  *     send/throw/close enter the context around the coroutine's own, and on
@@ -1032,6 +1035,208 @@ static PyTypeObject CreateTask_Type = {
 };
 
 /* ------------------------------------------------------------------------ */
+/* InContext: a protocol callback bound to its connection's context (ctxloop/_connections.py) */
+
+enum { AFTER_NOTHING = 0, AFTER_CALL = 1, AFTER_SWITCH = 2, AFTER_MADE = 3 };
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *context;    /* the connection's context */
+    PyObject *method;     /* the protocol's own bound method */
+    PyObject *connection; /* what the connection's callbacks share (its .transport, .protocol) */
+    PyObject *after;      /* None, or what runs after the call (see mode) */
+    int mode;             /* AFTER_NOTHING; AFTER_CALL: after(*args); AFTER_SWITCH: after() if the protocol
+                             changed; AFTER_MADE: connection.transport = args[0] */
+    int copies;           /* each call in a new copy of the context */
+} InContextObject;
+
+static PyObject *s_transport, *s_get_protocol;
+
+static PyObject *
+in_context_run(InContextObject *self, PyObject *const *args, size_t nargsf)
+{
+    PyObject *context = self->context, *copy = NULL;
+    if (self->copies) {
+        context = copy = PyContext_Copy(context);
+        if (copy == NULL) {
+            return NULL;
+        }
+    }
+    else {
+        int entered = context_entered(context);
+        if (entered != 0) {
+            /* Entered: called from another callback of the connection, already in it. */
+            return entered < 0 ? NULL : CALL(self->method, args, nargsf, NULL);
+        }
+    }
+    if (PyContext_Enter(context) < 0) {
+        Py_XDECREF(copy);
+        return NULL;
+    }
+    PyObject *result = CALL(self->method, args, nargsf, NULL);
+    if (PyContext_Exit(context) < 0) {
+        Py_CLEAR(result);
+    }
+    Py_XDECREF(copy);
+    return result;
+}
+
+/* AFTER_SWITCH: 1 when the connection's transport now has another protocol, 0 if not, -1 on error. */
+static int
+protocol_switched(InContextObject *self)
+{
+    PyObject *transport = PyObject_GetAttr(self->connection, s_transport);
+    if (transport == NULL) {
+        return -1;
+    }
+    if (transport == Py_None) {
+        Py_DECREF(transport);
+        return 0;
+    }
+    PyObject *current = call_method0(transport, s_get_protocol);
+    Py_DECREF(transport);
+    if (current == NULL) {
+        return -1;
+    }
+    Py_DECREF(current); /* compared by identity only */
+    /* The protocol is the bound method's own object (in_context() checked it is a method). */
+    return current != PyMethod_GET_SELF(self->method);
+}
+
+static PyObject *
+in_context_vectorcall(InContextObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) {
+        PyErr_SetString(PyExc_TypeError, "a protocol callback takes no keyword arguments");
+        return NULL;
+    }
+    PyObject *result = in_context_run(self, args, nargsf);
+    if (result == NULL || self->mode == AFTER_NOTHING) {
+        return result;
+    }
+    PyObject *done;
+    if (self->mode == AFTER_MADE) {
+        if (PyVectorcall_NARGS(nargsf) < 1 || PyObject_SetAttr(self->connection, s_transport, args[0]) < 0) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_TypeError, "connection_made() takes the transport");
+            }
+            Py_DECREF(result);
+            return NULL;
+        }
+        return result;
+    }
+    if (self->mode == AFTER_CALL) {
+        done = CALL(self->after, args, nargsf, NULL);
+    }
+    else {
+        int switched = protocol_switched(self);
+        done = switched < 0 ? NULL : switched ? CALL(self->after, NULL, 0, NULL) : (Py_INCREF(Py_None), Py_None);
+    }
+    if (done == NULL) {
+        Py_DECREF(result);
+        return NULL;
+    }
+    Py_DECREF(done);
+    return result;
+}
+
+static PyObject *
+in_context_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    /* Positional, as ctxloop/_connections.py calls it (once per callback of each connection). */
+    PyObject *context, *method, *connection, *after;
+    int mode, copies;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_SetString(PyExc_TypeError, "in_context() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "O!OOOip:in_context", &PyContext_Type, &context, &method, &connection, &after, &mode,
+                          &copies)) {
+        return NULL;
+    }
+    if (mode < AFTER_NOTHING || mode > AFTER_MADE) {
+        PyErr_Format(PyExc_ValueError, "in_context: mode must be 0, 1, 2 or 3, not %d", mode);
+        return NULL;
+    }
+    if (mode == AFTER_SWITCH && !PyMethod_Check(method)) {
+        PyErr_Format(PyExc_TypeError, "in_context: a bound method was expected, got %R", method);
+        return NULL;
+    }
+    InContextObject *self = (InContextObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = (vectorcallfunc)in_context_vectorcall;
+    Py_INCREF(context);
+    self->context = context;
+    Py_INCREF(method);
+    self->method = method;
+    Py_INCREF(connection);
+    self->connection = connection;
+    Py_INCREF(after);
+    self->after = after;
+    self->mode = mode;
+    self->copies = copies;
+    return (PyObject *)self;
+}
+
+static int
+in_context_traverse(InContextObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->context);
+    Py_VISIT(self->method);
+    Py_VISIT(self->connection);
+    Py_VISIT(self->after);
+    return 0;
+}
+
+static int
+in_context_clear(InContextObject *self)
+{
+    Py_CLEAR(self->context);
+    Py_CLEAR(self->method);
+    Py_CLEAR(self->connection);
+    Py_CLEAR(self->after);
+    return 0;
+}
+
+static void
+in_context_dealloc(InContextObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    in_context_clear(self);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static PyObject *
+in_context_repr(InContextObject *self)
+{
+    return PyUnicode_FromFormat("<%R in %R>", self->method, self->context);
+}
+
+static PyMemberDef in_context_members[] = {
+    {"__wrapped__", T_OBJECT_EX, offsetof(InContextObject, method), READONLY, "the protocol's own method"},
+    {NULL},
+};
+
+static PyTypeObject InContext_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "ctxloop._speedups.InContext",
+    .tp_basicsize = sizeof(InContextObject),
+    .tp_dealloc = (destructor)in_context_dealloc,
+    .tp_vectorcall_offset = offsetof(InContextObject, vectorcall),
+    .tp_repr = (reprfunc)in_context_repr,
+    /* tp_call, tp_getattro: set in PyInit__speedups, as for CreateTask. */
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | TPFLAGS_VECTORCALL,
+    .tp_doc = "A protocol callback that runs in its connection's context (ctxloop._connections.in_context).",
+    .tp_traverse = (traverseproc)in_context_traverse,
+    .tp_clear = (inquiry)in_context_clear,
+    .tp_members = in_context_members,
+    .tp_new = in_context_new,
+};
+
+/* ------------------------------------------------------------------------ */
 
 static PyMethodDef module_methods[] = {
     {"check_task_context", (PyCFunction)(void (*)(void))check_task_context, METH_FASTCALL | METH_KEYWORDS,
@@ -1069,7 +1274,8 @@ PyInit__speedups(void)
         intern(&s_get_task_factory, "get_task_factory") < 0 ||
         intern(&s__source_traceback, "_source_traceback") < 0 || intern(&s_send, "send") < 0 ||
         intern(&s_throw, "throw") < 0 || intern(&s_close, "close") < 0 || intern(&s_is_running, "is_running") < 0 ||
-        intern(&s_create_task, "create_task") < 0) {
+        intern(&s_create_task, "create_task") < 0 || intern(&s_transport, "transport") < 0 ||
+        intern(&s_get_protocol, "get_protocol") < 0) {
         return NULL;
     }
     kw_loop = PyTuple_Pack(1, s_loop);
@@ -1118,6 +1324,18 @@ PyInit__speedups(void)
     Py_INCREF(&CreateTask_Type);
     if (PyModule_AddObject(module, "CreateTask", (PyObject *)&CreateTask_Type) < 0) {
         Py_DECREF(&CreateTask_Type);
+        Py_DECREF(module);
+        return NULL;
+    }
+    InContext_Type.tp_call = PyVectorcall_Call;
+    InContext_Type.tp_getattro = PyObject_GenericGetAttr;
+    if (PyType_Ready(&InContext_Type) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&InContext_Type);
+    if (PyModule_AddObject(module, "InContext", (PyObject *)&InContext_Type) < 0) {
+        Py_DECREF(&InContext_Type);
         Py_DECREF(module);
         return NULL;
     }
