@@ -150,7 +150,12 @@ def _chain_from_prev_links() -> Optional[Callable[[], List[contextvars.Context]]
 
         def walk() -> None:
             address = prev(id(probe))
-            while address and len(found) < _MAX_DEPTH:
+            seen = set()
+            # A context entered on top of itself (a thread's base context,
+            # current without having been entered, then entered: terminal
+            # IPython does it) links to itself: the chain ends there.
+            while address and address not in seen and len(found) < _MAX_DEPTH:
+                seen.add(address)
                 found.append(by_address(address, ctypes.py_object).value)
                 address = prev(address)
 

@@ -133,3 +133,26 @@ def test_asking_never_makes_another_threads_run_fail() -> None:
         answers += 1
     thread.join(30)
     assert failures == [], f"{len(failures)} of {ROUNDS} runs failed while ctxloop asked {answers} times"
+
+
+def test_a_context_entered_on_top_of_itself_ends_the_chain() -> None:
+    # A thread's base context is current without having been entered; entering
+    # it then links it to itself (terminal IPython runs cells so). The chain
+    # must end there, not repeat it up to a bound.
+    def in_a_thread() -> None:
+        own = _own_base_context()
+        chains.append(own.run(entered_chain))
+
+    chains: List[Any] = []
+    thread = threading.Thread(target=in_a_thread)
+    thread.start()
+    thread.join(30)
+    assert chains and chains[0] is not None and len(chains[0]) <= 2
+
+
+def _own_base_context() -> contextvars.Context:
+    # The current context of a new thread, as an object: it is current without
+    # having been entered (read through the chain reader's own probe).
+    holder: List[contextvars.Context] = []
+    contextvars.Context().run(lambda: holder.append((entered_chain() or [])[-1]))
+    return holder[0]
