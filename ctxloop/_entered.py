@@ -8,16 +8,22 @@ would race another thread's own ``context.run`` of the same context (making
 it fail with "cannot enter context ... is already entered"), and on CPython
 3.13t entering is not atomic at all. So ``is_entered()`` is decided once, here:
 
-* CPython with the GIL, and PyPy: the probe. Entering runs no Python code, so
+* CPython with the GIL: the probe. Entering runs no Python code there, so
   under the GIL nothing can interleave with it; it is also the cheapest test
   in pure Python (an interpreted read of the field below costs twice as much).
 * free-threaded CPython: a read of the context object's ``ctx_entered`` field
   (an ``int`` after the object header and three pointers, in every CPython
-  from 3.7 to 3.15), used only after a self-test has seen it read 0, then 1
-  inside ``Context.run``, then 0 again. Where the self-test fails, nothing
-  tells an entered context apart, and every context counts as not entered:
-  what CPython itself does (a task given a context entered in another thread
-  then fails when it runs, as natively).
+  from 3.7 to 3.15).
+* PyPy: a read of the context's ``_is_entered`` attribute. PyPy's
+  ``Context.run`` is Python code, which another thread can interleave with
+  even under the GIL: probing would make that thread's own ``Context.run``
+  fail (one in ten, in a stress test).
+
+Each reader is used only after a self-test has seen it read False, then True
+inside ``Context.run``, then False again. Where none passes, nothing tells an
+entered context apart, and every context counts as not entered: what CPython
+itself does (a task given a context entered in another thread then fails when
+it runs, as natively).
 
 The compiled accelerator reads the same field in C, with the same self-test,
 on every CPython (see ``_speedups.c``).
@@ -62,7 +68,7 @@ def _reads_entered_exactly(entered: Callable[[contextvars.Context], bool]) -> bo
 def _field_reader() -> Optional[Callable[[contextvars.Context], bool]]:
     """CPython: a reader of each Context's ``ctx_entered`` field, if the self-test passes."""
     if sys.implementation.name != "cpython" or type(_Context.run).__name__ != "method_descriptor":
-        return None  # pragma: no cover - not CPython's C Context
+        return None
     import ctypes
 
     offset = object.__basicsize__ + 3 * ctypes.sizeof(ctypes.c_void_p)
@@ -74,8 +80,23 @@ def _field_reader() -> Optional[Callable[[contextvars.Context], bool]]:
     return entered if _reads_entered_exactly(entered) else None
 
 
+def _attribute_reader() -> Optional[Callable[[contextvars.Context], bool]]:
+    """PyPy: a reader of each Context's ``_is_entered`` attribute (set by its run), if the self-test passes."""
+    if not hasattr(_Context(), "_is_entered"):
+        return None
+
+    def entered(context: contextvars.Context) -> bool:
+        return context._is_entered  # type: ignore[attr-defined, no-any-return]
+
+    return entered if _reads_entered_exactly(entered) else None
+
+
 def _not_known(context: contextvars.Context) -> bool:
     return False
+
+
+# Entering is atomic where the GIL is held throughout Context.run's C code.
+_PROBE_IS_ATOMIC = sys.implementation.name == "cpython" and not FREE_THREADED
 
 
 _resolve_lock = threading.Lock()
@@ -86,7 +107,8 @@ def _resolved() -> Callable[[contextvars.Context], bool]:
     global _entered
     with _resolve_lock:  # once: the self-test enters a context of its own
         if _entered is None:
-            _entered = _field_reader() or _not_known
+            reader = _attribute_reader if sys.implementation.name == "pypy" else _field_reader
+            _entered = reader() or _not_known
     return _entered
 
 
@@ -96,14 +118,14 @@ def entered_test() -> str:
 
     if speedups is not None:
         readable = speedups.entered_flag_readable
-    elif not FREE_THREADED:
+    elif _PROBE_IS_ATOMIC:
         return "tested by entering them (atomic under the GIL)"
     else:
         readable = _resolved() is not _not_known
     return "read from each context's entered flag" if readable else "not known (an unknown context layout)"
 
 
-if FREE_THREADED:
+if not _PROBE_IS_ATOMIC:
 
     def is_entered(context: contextvars.Context) -> bool:
         """Whether ``Context.run`` is executing in *context* right now (in any thread)."""
