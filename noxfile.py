@@ -310,6 +310,16 @@ def cpython_suite(session: nox.Session) -> None:
 
 
 @nox.session(python="3.12")
+def benchmarks(session: nox.Session) -> None:
+    """The benchmarks' own tests, those under valgrind included (slow: once, on one Python)."""
+    session.install(".[uvloop,rloop]", *_group("test"))
+    session.run(
+        *PYTEST, "tests/test_benchmarks_instructions.py", "tests/test_benchmarks_smoke.py", *session.posargs,
+        env={"CTXLOOP_VALGRIND_TESTS": "1"}, external=True,
+    )  # fmt: skip
+
+
+@nox.session(python="3.12")
 def lint(session: nox.Session) -> None:
     """ruff and mypy --strict on the package."""
     session.install("-e", ".[uvloop]", *_group("lint"))

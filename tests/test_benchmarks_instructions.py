@@ -20,6 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = [
     pytest.mark.skipif(
+        os.environ.get("CTXLOOP_VALGRIND_TESTS") != "1",
+        reason="runs valgrind for minutes: set CTXLOOP_VALGRIND_TESTS=1 (the nox session benchmarks does)",
+    ),
+    pytest.mark.skipif(
         not (ROOT / "benchmarks" / "instructions.py").is_file(), reason="the benchmarks/ directory is not in this tree"
     ),
     pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed"),

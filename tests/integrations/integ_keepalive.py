@@ -300,6 +300,13 @@ def expect(kind: LoopKind, server: str, result: Tally, plan: List[List[str]], co
     assert counters.resumed_from_task >= len(everyone), vars(counters)
     if kind.ctxloop:
         assert result.leaked == [], result
+        if server == "aiohttp" and kind.base == "rloop":
+            # A known limit (docs/connections.md): on rloop ctxloop binds each
+            # protocol's callbacks to its connection's context, and aiohttp's
+            # protocol has __slots__ and no instance dictionary to bind them
+            # in: its requests keep rloop's own (empty) context.
+            assert result.lost == everyone, result
+            return
         assert result.lost == [], result
         assert result.clean == len(everyone)
         return
