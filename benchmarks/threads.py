@@ -103,10 +103,8 @@ def main(argv: "List[str] | None" = None) -> int:
             per_rep[gil] = result["tasks"] / result["seconds"]
             rates[gil].append(per_rep[gil])
         ratios.append(per_rep["0"] / per_rep["1"])
-    cores = os.cpu_count()
-    print(
-        f"{args.threads} threads x {args.tasks} tasks (context=, two steps each), {cores} cores, {sys.version.split()[0]}"
-    )
+    python = sys.version.split()[0]
+    print(f"{args.threads} threads x {args.tasks} tasks (context=, two steps each), {os.cpu_count()} cores, {python}")
     for gil, label in (("0", "without the GIL"), ("1", "with the GIL (PYTHON_GIL=1)")):
         print(f"  {label:<30} {statistics.median(rates[gil]):>12,.0f} tasks/s")
     spread = f"{min(ratios):.2f}-{max(ratios):.2f}"
