@@ -65,6 +65,6 @@ class RLoopFixes(ClosesItsSockets):
 @functools.lru_cache(maxsize=None)
 def plain_rloop_class() -> type:
     """rloop's loop class without its unclosed-socket warnings, nothing else changed: a baseline for measurements."""
-    import rloop  # type: ignore[import-not-found, unused-ignore]
+    import rloop  # type: ignore[import-not-found, import-untyped, unused-ignore]
 
     return type("RLoop", (ClosesItsSockets, rloop.RLoop), {"__module__": rloop.RLoop.__module__})

@@ -31,6 +31,7 @@ needs_free_threading = pytest.mark.skipif(not FREE_THREADED, reason="needs a fre
 def _python(*args: str, env: "dict[str, str] | None" = None, cwd: "Path | None" = None) -> str:
     out = subprocess.run(
         [sys.executable, "-W", "error", *args],
+        check=False,
         capture_output=True,
         text=True,
         timeout=100,
