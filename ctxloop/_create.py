@@ -173,6 +173,8 @@ if sys.version_info >= (3, 14):
         else:
             factory = None
         if context is not None:
+            if kind is not _ASYNCIO and kind is not _UVLOOP:
+                factory = loop.get_task_factory()  # only to know whether the task starts eagerly
             eager = kwargs.get("eager_start", True) if is_eager_factory(factory) else kwargs.get("eager_start")
             check_task_context(context, bool(eager) and loop.is_running())
         if kind is not _ASYNCIO and kind is not _UVLOOP:
@@ -210,7 +212,8 @@ elif sys.version_info >= (3, 11):
         kind = _kinds.get(type(loop)) or _kind(type(loop))  # no Python frame once cached
         if kind is not _ASYNCIO and kind is not _UVLOOP:
             if context is not None:
-                check_task_context(context)
+                # the loop's own create_task runs its task factory, perhaps an eager one
+                check_task_context(context, is_eager_factory(loop.get_task_factory()) and loop.is_running())
             task = kind(loop, coro, name=name, context=context)
             return introspectable(task, coro, None) if _ADDS_GET_CONTEXT else task  # type: ignore[no-any-return]
         if loop._closed if kind is _ASYNCIO else loop.is_closed():
@@ -261,11 +264,13 @@ else:
         """*loop*'s ``create_task(coro, name=, context=)`` with 3.12's semantics and the checks of S6/S7."""
         kind = _kinds.get(type(loop)) or _kind(type(loop))  # no Python frame once cached
         if kind is not _ASYNCIO and kind is not _UVLOOP:
-            # The class's own create_task takes no context= here: it gets the
-            # coroutine bound to the context, which any Task can step.
-            bound = coro if context is None else bind_task(coro, context)
-            return introspectable(kind(loop, bound, name=name), coro, context)  # type: ignore[no-any-return]
-        if loop._closed if kind is _ASYNCIO else loop.is_closed():
+            if context is None or loop.get_task_factory() is None:
+                # The class's own create_task takes no context= here: it gets the
+                # coroutine bound to the context, which any Task can step.
+                bound = coro if context is None else bind_task(coro, context)
+                return introspectable(kind(loop, bound, name=name), coro, context)  # type: ignore[no-any-return]
+            # A task factory gets context= as 3.12 gives it, below, as on asyncio's loop.
+        if loop.is_closed() if kind is not _ASYNCIO else loop._closed:
             raise RuntimeError("Event loop is closed")
         factory = loop._task_factory if kind is _ASYNCIO else loop.get_task_factory()
         if factory is None:
