@@ -39,6 +39,7 @@ import asyncio
 import contextvars
 import functools
 import sys
+from asyncio import selector_events
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from ._entered import is_entered
@@ -79,7 +80,8 @@ Mechanisms = Dict[str, Optional[str]]
 def mechanisms(loop_class: type) -> Mechanisms:
     """How a ctxloop loop of *loop_class* keeps each kind of connection in its context (see the module docstring)."""
     package = loop_class.__module__.partition(".")[0]
-    if package == "asyncio" and sys.platform != "win32":
+    if issubclass(loop_class, selector_events.BaseSelectorEventLoop) and sys.platform != "win32":
+        # asyncio's selector loop (and any subclass of it): its transports.
         # A subprocess's own callbacks run in copies of the caller's context
         # on every loop (3.15 and uvloop alike): its pipes are what need one.
         # Before 3.12 a thread watches the child and process_exited runs in its
