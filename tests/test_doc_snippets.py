@@ -10,9 +10,10 @@ The pages follow these rules, checked here:
 * a block preceded by ``<!-- not-run: REASON -->`` (blank lines between
   allowed) is not run; the reason is required. Use it sparingly: for a
   fragment that cannot run alone;
-* README blocks that a test elsewhere runs with checks of its own (on several
-  loops, under the policy too, ...) are listed in ``CHECKED_ELSEWHERE`` below,
-  each with the test that runs it;
+* blocks that a test elsewhere runs with checks of its own (on several loops,
+  under the policy too, as a pytest run, ...) are listed in
+  ``CHECKED_ELSEWHERE`` below, by page and heading, each with the test that
+  runs it;
 * a block that uses ``ctxloop.loop_factory()`` runs once more with
   ``ctxloop.loop_factory("uvloop")`` where uvloop is installed;
 * a block whose unconditional ``import X`` names a module this Python lacks
@@ -38,13 +39,15 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 HAS_UVLOOP = importlib.util.find_spec("uvloop") is not None
 
-# README blocks run by another test, which checks more than one run's output:
-# heading of the README section -> (test file, test function).
-CHECKED_ELSEWHERE: Dict[str, Tuple[str, str]] = {
-    "### pytest": ("tests/test_pytest_plugin.py", "test_readme_snippet_runs"),
-    "### anyio": ("tests/test_examples.py", "test_readme_anyio"),
-    "### TaskGroups": ("tests/test_examples.py", "test_readme_taskgroups"),
-    "### Logging with request ids": ("tests/test_examples.py", "test_readme_logging_with_request_ids"),
+# Blocks run by another test, which checks more than one run's output:
+# (page, heading of its section) -> (test file, test function).
+CHECKED_ELSEWHERE: Dict[Tuple[str, str], Tuple[str, str]] = {
+    ("README.md", "### A test suite"): ("tests/test_pytest_plugin.py", "test_readme_snippet_runs"),
+    ("docs/pytest.md", "# pytest: every async test on every loop"): (
+        "tests/test_pytest_plugin.py",
+        "test_the_pytest_page_shows_the_readme_snippet",
+    ),
+    ("docs/taskgroups.md", "# TaskGroups"): ("tests/test_examples.py", "test_taskgroups_page"),
 }
 
 _FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
@@ -102,7 +105,7 @@ def pages() -> List[Path]:
 
 
 ALL_BLOCKS = [block for page in pages() for block in page_blocks(page)]
-ELSEWHERE = [b for b in ALL_BLOCKS if b.page == "README.md" and b.heading in CHECKED_ELSEWHERE]
+ELSEWHERE = [b for b in ALL_BLOCKS if (b.page, b.heading) in CHECKED_ELSEWHERE]
 RUNNABLE = [b for b in ALL_BLOCKS if b.not_run is None and b not in ELSEWHERE]
 LOOP_RUNS = [(b, "asyncio") for b in RUNNABLE] + [(b, "uvloop") for b in RUNNABLE if "ctxloop.loop_factory()" in b.code]
 
@@ -171,12 +174,13 @@ def test_every_block_is_run_or_says_why_not() -> None:
     assert len(marked) <= 4, f"not-run is for the odd fragment, not for {marked}"
 
 
-def test_readme_blocks_checked_elsewhere_are_run_there() -> None:
-    assert sorted({b.heading for b in ELSEWHERE}) == sorted(CHECKED_ELSEWHERE)
-    for heading, (path, test) in CHECKED_ELSEWHERE.items():
+def test_blocks_checked_elsewhere_are_run_there() -> None:
+    assert sorted({(b.page, b.heading) for b in ELSEWHERE}) == sorted(CHECKED_ELSEWHERE)
+    for (page, heading), (path, test) in CHECKED_ELSEWHERE.items():
         source = (ROOT / path).read_text(encoding="utf-8")
         assert f"def {test}(" in source, f"{path} has no {test}"
-        assert heading.lstrip("# ") in source, f"{path} does not read the README section {heading!r}"
+        found = Path(page).name in source and heading.lstrip("# ") in source
+        assert found, f"{path} does not read the section {heading!r} of {page}"
 
 
 def test_an_output_block_follows_a_python_block() -> None:

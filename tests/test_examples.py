@@ -1,4 +1,4 @@
-"""Every example in examples/ and every integration snippet in README.md runs and prints what it says."""
+"""Every example in examples/, and the docs snippets that need checks of their own, run and print what they say."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import pytest
 
@@ -107,25 +107,36 @@ def test_anyio_app_defaults_to_asyncio() -> None:
     assert run_python(EXAMPLES / "anyio_app.py") == _anyio_app("asyncio")
 
 
-# README: the fenced Python block under each integration heading runs as is.
+# Snippets of docs pages run here with checks of their own (under -W error, on
+# each loop, under the policy too); tests/test_doc_snippets.py lists those of
+# the pages it reads in CHECKED_ELSEWHERE, and tests/integrations/test_docs.py
+# runs the integration pages as well.
+
+ANYIO_PAGE = ("docs/integrations/anyio.md", "# anyio")
+TASKGROUPS_PAGE = ("docs/taskgroups.md", "# TaskGroups")
+REQUEST_IDS_PAGE = ("docs/integrations/logging.md", "## Request ids with the standard library alone")
 
 
-def readme_snippet(heading: str) -> str:
-    """The first ```python block after the line *heading* in README.md, before the next heading."""
-    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
-    start = lines.index(heading) + 1
+def doc_snippet(page: str, heading: str) -> Tuple[str, List[str]]:
+    """The first ```python block after the line *heading* in *page*, before the next heading, and its output block."""
+    lines = (ROOT / page).read_text(encoding="utf-8").splitlines()
+    rest = lines[lines.index(heading) + 1 :]
     block: List[str] = []
     inside = False
-    for line in lines[start:]:
+    for number, line in enumerate(rest):
         if not inside and line.startswith("#"):
             break
         if not inside and line == "```python":
             inside = True
         elif inside and line == "```":
-            return "\n".join(block) + "\n"
+            after = [following for following in rest[number + 1 :] if following.strip()]
+            output: List[str] = []
+            if after and after[0] == "```output":
+                output = after[1 : after.index("```", 1)]
+            return "\n".join(block) + "\n", output
         elif inside:
             block.append(line)
-    raise AssertionError(f"no ```python block under {heading!r} in README.md")
+    raise AssertionError(f"no ```python block under {heading!r} in {page}")
 
 
 def run_snippet(tmp_path: Path, code: str) -> List[str]:
@@ -134,22 +145,30 @@ def run_snippet(tmp_path: Path, code: str) -> List[str]:
     return run_python(script)
 
 
-@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-def test_readme_anyio(tmp_path: Path, loop: str) -> None:
-    pytest.importorskip("anyio")
-    code = readme_snippet("### anyio")
+def _on_loop(code: str, loop: str) -> str:
     if loop == "uvloop":
         if not HAS_UVLOOP:
             pytest.skip("uvloop is not installed for this Python")
         assert code.count("ctxloop.loop_factory()") == 1
         code = code.replace("ctxloop.loop_factory()", 'ctxloop.loop_factory("uvloop")')
-    assert run_snippet(tmp_path, code) == ["alice True", "bob anonymous"]
+    return code
 
 
-def test_readme_taskgroups(tmp_path: Path) -> None:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_anyio_page(tmp_path: Path, loop: str) -> None:
+    pytest.importorskip("anyio")
+    code, shown = doc_snippet(*ANYIO_PAGE)
+    assert shown == ["alice True", "bob anonymous"]
+    assert run_snippet(tmp_path, _on_loop(code, loop)) == shown
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_taskgroups_page(tmp_path: Path, loop: str) -> None:
     if sys.version_info < (3, 11) and not importlib.util.find_spec("taskgroup"):
         pytest.skip("Python < 3.11 needs the taskgroup backport (in the test dependency group)")
-    assert run_snippet(tmp_path, readme_snippet("### TaskGroups")) == ["['users fetched', 'orders fetched'] not run"]
+    code, shown = doc_snippet(*TASKGROUPS_PAGE)
+    assert shown == ["['users fetched', 'orders fetched'] not run"]
+    assert run_snippet(tmp_path, _on_loop(code, loop)) == shown
 
 
 REQUEST_ID_SNIPPET = [
@@ -162,14 +181,16 @@ REQUEST_ID_SNIPPET = [
 ]
 
 
-def test_readme_logging_with_request_ids(tmp_path: Path) -> None:
-    code = readme_snippet("### Logging with request ids")
-    assert run_snippet(tmp_path, code) == REQUEST_ID_SNIPPET
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_logging_page_request_ids(tmp_path: Path, loop: str) -> None:
+    code, shown = doc_snippet(*REQUEST_IDS_PAGE)
+    assert shown == REQUEST_ID_SNIPPET
+    assert run_snippet(tmp_path, _on_loop(code, loop)) == shown
 
 
-def test_readme_logging_with_request_ids_under_the_policy(tmp_path: Path) -> None:
+def test_logging_page_request_ids_under_the_policy(tmp_path: Path) -> None:
     # The alternative its last line names: ctxloop.install(); asyncio.run(serve()).
-    code = readme_snippet("### Logging with request ids")
+    code, shown = doc_snippet(*REQUEST_IDS_PAGE)
     last = "ctxloop.run(serve(), loop_factory=ctxloop.loop_factory())"
     assert code.count(last) == 1
     # From Python 3.14 policies are deprecated: install() warns as asyncio's
@@ -183,10 +204,11 @@ def test_readme_logging_with_request_ids_under_the_policy(tmp_path: Path) -> Non
         "asyncio.run(serve())"
     )
     code = code.replace(last, install)
-    assert run_snippet(tmp_path, code) == REQUEST_ID_SNIPPET
+    assert run_snippet(tmp_path, code) == shown == REQUEST_ID_SNIPPET
 
 
-def test_readme_request_id_prose_matches_the_snippet() -> None:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    printed = ", ".join(f"`{line}`" for line in REQUEST_ID_SNIPPET)
-    assert " ".join(f"It prints {printed}.".split()) in " ".join(text.split())
+def test_doc_snippet_reads_the_output_block() -> None:
+    # The helper itself: the block under the heading asked for (not the page's next one), and its output block.
+    code, shown = doc_snippet("docs/integrations/logging.md", "# Logging: structlog and the standard library")
+    assert "structlog" in code and shown[-1] == "event='served'"
+    assert "structlog" not in doc_snippet(*REQUEST_IDS_PAGE)[0]

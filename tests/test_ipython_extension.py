@@ -421,14 +421,14 @@ def test_terminal_ipython_runs_the_notebook(tmp_path: Path) -> None:
     assert lines == [*expected, "this cell: user = alice", "the next cell: user = alice"]
 
 
-# docs/notebooks.md: its ```ipython blocks are cells, run in order in one shell;
-# a ```text block right after one is what that cell prints.
+# docs/notebooks.md and README.md: their ```ipython blocks are cells, run in
+# order in one shell; a ```text block right after one is what that cell prints.
 
 _CELL = re.compile(r"^```ipython\n(.*?)^```\n(?:\s*^```text\n(.*?)^```\n)?", re.S | re.M)
 
 
-def _page_cells() -> List[Tuple[str, List[str]]]:
-    text = (ROOT / "docs" / "notebooks.md").read_text(encoding="utf-8")
+def _page_cells(page: str = "docs/notebooks.md") -> List[Tuple[str, List[str]]]:
+    text = (ROOT / page).read_text(encoding="utf-8")
     return [(m.group(1), (m.group(2) or "").splitlines()) for m in _CELL.finditer(text)]
 
 
@@ -438,6 +438,23 @@ def test_the_notebooks_page_cells_print_what_it_shows(tmp_path: Path) -> None:
     body = "".join(f"print(cell({source!r}))\nprint('---')\n" for source, _ in cells)
     got = "\n".join(run_script(tmp_path, body)).split("---")
     assert [part.strip("\n").splitlines() for part in got[:-1]] == [shown for _, shown in cells]
+
+
+def test_the_readme_cells_print_what_it_shows(tmp_path: Path) -> None:
+    cells = _page_cells("README.md")
+    assert cells[0] == ("%load_ext ctxloop\n", []) and cells[-1][1]
+    body = "".join(f"print(cell({source!r}))\nprint('---')\n" for source, _ in cells)
+    got = "\n".join(run_script(tmp_path, body)).split("---")
+    assert [part.strip("\n").splitlines() for part in got[:-1]] == [shown for _, shown in cells]
+
+
+def test_the_readme_cells_without_the_extension(tmp_path: Path) -> None:
+    # The last cell's comment: "without the extension: anonymous".
+    cells = _page_cells("README.md")[1:]
+    without = re.search(r"# without the extension: (\S+)$", cells[-1][0], re.M)
+    assert without is not None
+    lines = run_script(tmp_path, "".join(f"print(cell({source!r}))\n" for source, _ in cells))
+    assert lines[-1] == without.group(1) != cells[-1][1][-1]
 
 
 def test_the_notebooks_page_without_the_extension(tmp_path: Path) -> None:

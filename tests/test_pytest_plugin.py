@@ -709,11 +709,26 @@ def test_demo_is_not_collected_by_the_project() -> None:
 
 
 def readme_section() -> str:
+    """README's "### A test suite": a test module, the command with its output, the pyproject.toml setting."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    start = text.index("### pytest\n")
-    end = re.compile(r"^(#{2,3} |<!-- integrations -->)", re.M).search(text, start + 1)
+    start = text.index("### A test suite\n")
+    end = re.compile(r"^#{2,3} ", re.M).search(text, start + 1)
     assert end is not None
     return text[start : end.start()]
+
+
+def pytest_page_section() -> str:
+    """docs/pytest.md up to "## What the plugin does": the same three blocks, for readers of the docs."""
+    text = (ROOT / "docs" / "pytest.md").read_text(encoding="utf-8")
+    assert text.startswith("# pytest: every async test on every loop\n")
+    return text[: text.index("\n## What the plugin does\n")]
+
+
+def test_the_pytest_page_shows_the_readme_snippet() -> None:
+    # The page's copy is what test_readme_snippet_runs runs, block for block.
+    for language in ("python", "sh", "toml"):
+        page, readme = fenced(pytest_page_section(), language), fenced(readme_section(), language)
+        assert len(readme) == 1 and page == readme, f"docs/pytest.md and README differ in their ```{language} block"
 
 
 def fenced(section: str, language: str) -> List[str]:
