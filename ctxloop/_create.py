@@ -41,6 +41,12 @@ from ._binding import bind_task, report_binding
 from ._checks import check_task_context, context_slot
 from ._task import _Task, strip_own_frames
 
+# From 3.12 ctxloop's Task is asyncio's own: asyncio's create_task makes
+# asyncio.tasks.Task as it is at the call (a program or a test may replace
+# it), uvloop's the one it found at import (_Task).
+_tasks = asyncio.tasks
+_NATIVE_TASK = sys.version_info >= (3, 12)
+
 __all__ = ["create_task", "create_task_on", "forwards_keywords", "introspectable", "is_eager_factory"]
 
 _T = TypeVar("_T")
@@ -181,7 +187,7 @@ if sys.version_info >= (3, 14):
             return kind(loop, coro, **kwargs)  # type: ignore[no-any-return]
         if factory is not None:
             return factory(loop, coro, **kwargs)  # type: ignore[no-any-return]
-        task = _Task(coro, loop=loop, **kwargs)
+        task = (_tasks.Task if kind is _ASYNCIO else _Task)(coro, loop=loop, **kwargs)
         if task._source_traceback:  # type: ignore[attr-defined]
             strip_own_frames(task._source_traceback)  # type: ignore[attr-defined]
         return task
@@ -222,7 +228,9 @@ elif sys.version_info >= (3, 11):
         if factory is None:
             if context is not None:
                 check_task_context(context)
-            task = _Task(coro, loop=loop, name=name, context=context)
+            task = (_tasks.Task if _NATIVE_TASK and kind is _ASYNCIO else _Task)(
+                coro, loop=loop, name=name, context=context
+            )
             if task._source_traceback:  # type: ignore[attr-defined]
                 strip_own_frames(task._source_traceback)  # type: ignore[attr-defined]
             return task

@@ -107,7 +107,7 @@ dict_get_ref(PyObject *dict, PyObject *key, PyObject **value)
 
 /* Interned names. */
 static PyObject *s_loop, *s_name, *s_context, *s_eager_start, *s__closed, *s__task_factory, *s_is_closed,
-    *s_get_task_factory, *s__source_traceback, *s_send, *s_throw, *s_close, *s_is_running, *s_create_task;
+    *s_get_task_factory, *s__source_traceback, *s_send, *s_throw, *s_close, *s_is_running, *s_create_task, *s_Task;
 /* Keyword tuples for the Task call. */
 static PyObject *kw_loop, *kw_loop_name, *kw_loop_name_context;
 /* Set by setup(): the pure-Python check_task_context. */
@@ -593,6 +593,7 @@ typedef struct {
     PyObject *task_type; /* the Task class ctxloop makes */
     PyObject *strip;     /* strip_own_frames(source_traceback) */
     PyObject *uvloop_create_task; /* uvloop.Loop.create_task, once needed (3.12+) */
+    PyObject *tasks_dict; /* asyncio.tasks.__dict__ (3.12+; else NULL) */
 } CreateTaskObject;
 
 #if ANY_KEYWORDS
@@ -849,6 +850,21 @@ create_task_vectorcall(CreateTaskObject *self, PyObject *const *args, size_t nar
     if (plain <= 0) {
         return plain < 0 ? NULL : create_task_slow(self, args, nargsf, kwnames);
     }
+#if NATIVE_TASK
+    /* asyncio's create_task makes asyncio.tasks.Task as it is at the call (a
+       program or a test may have replaced it): any other than ctxloop's is the
+       pure function's. The object is compared by identity only. */
+    if (is_asyncio) {
+        PyObject *current;
+        if (dict_get_ref(self->tasks_dict, s_Task, &current) < 0) {
+            return NULL;
+        }
+        Py_XDECREF(current);
+        if (current != self->task_type) {
+            return create_task_slow(self, args, nargsf, kwnames);
+        }
+    }
+#endif
 
     PyObject *task;
 #if BINDS_CONTEXT
@@ -933,6 +949,16 @@ create_task_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         return NULL;
     }
     self->vectorcall = (vectorcallfunc)create_task_vectorcall;
+#if NATIVE_TASK
+    PyObject *tasks = PyImport_ImportModule("asyncio.tasks");
+    if (tasks == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->tasks_dict = PyModule_GetDict(tasks); /* borrowed from the module, kept alive below */
+    Py_INCREF(self->tasks_dict);
+    Py_DECREF(tasks);
+#endif
     PyObject **fields[] = {&self->pure, &self->kinds, &self->k_asyncio, &self->k_uvloop, &self->task_type, &self->strip};
     PyObject *values[] = {pure, kinds, k_asyncio, k_uvloop, task_type, strip};
     for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
@@ -952,6 +978,7 @@ create_task_traverse(CreateTaskObject *self, visitproc visit, void *arg)
     Py_VISIT(self->task_type);
     Py_VISIT(self->strip);
     Py_VISIT(self->uvloop_create_task);
+    Py_VISIT(self->tasks_dict);
     return 0;
 }
 
@@ -965,6 +992,7 @@ create_task_clear(CreateTaskObject *self)
     Py_CLEAR(self->task_type);
     Py_CLEAR(self->strip);
     Py_CLEAR(self->uvloop_create_task);
+    Py_CLEAR(self->tasks_dict);
     return 0;
 }
 
@@ -1274,7 +1302,7 @@ PyInit__speedups(void)
         intern(&s_get_task_factory, "get_task_factory") < 0 ||
         intern(&s__source_traceback, "_source_traceback") < 0 || intern(&s_send, "send") < 0 ||
         intern(&s_throw, "throw") < 0 || intern(&s_close, "close") < 0 || intern(&s_is_running, "is_running") < 0 ||
-        intern(&s_create_task, "create_task") < 0 || intern(&s_transport, "transport") < 0 ||
+        intern(&s_create_task, "create_task") < 0 || intern(&s_Task, "Task") < 0 || intern(&s_transport, "transport") < 0 ||
         intern(&s_get_protocol, "get_protocol") < 0) {
         return NULL;
     }

@@ -377,3 +377,29 @@ def test_enable_and_disable_a_loop_made_elsewhere(loop_name: str, base_loop_fact
         made.close()
     with pytest.raises(TypeError, match=r"loop must be an asyncio\.AbstractEventLoop, not str"):
         ctxloop.enable("loop")  # type: ignore[arg-type]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="3.12+: the Task of a ctxloop loop is asyncio's own class")
+@pytest.mark.parametrize("with_context", [False, True])
+def test_asyncio_loop_makes_the_task_class_asyncio_holds_at_the_call(
+    monkeypatch: pytest.MonkeyPatch, with_context: bool
+) -> None:
+    # asyncio's create_task reads asyncio.tasks.Task at each call (CPython's
+    # own tests replace it with the pure-Python Task); so does a ctxloop loop.
+    class Replaced(asyncio.Task):  # type: ignore[type-arg]
+        pass
+
+    async def main() -> type:
+        kwargs = {"context": contextvars.copy_context()} if with_context else {}
+        task = asyncio.get_running_loop().create_task(asyncio.sleep(0), **kwargs)
+        await task
+        return type(task)
+
+    monkeypatch.setattr(asyncio.tasks, "Task", Replaced)
+    for make in (asyncio.new_event_loop, ctxloop.new_event_loop):
+        loop = make()
+        try:
+            assert loop.run_until_complete(main()) is Replaced, make
+        finally:
+            loop.close()
