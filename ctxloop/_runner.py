@@ -89,7 +89,7 @@ else:
             assert loop is not None
             try:
                 _cancel_all_tasks(loop)
-                loop.run_until_complete(loop.shutdown_asyncgens())
+                _run_coroutine(loop, loop.shutdown_asyncgens())
                 _shutdown_default_executor(loop)
             finally:
                 if self._set_event_loop:
@@ -192,6 +192,19 @@ else:
         task.cancel = counting_cancel
         return requests
 
+    if sys.version_info >= (3, 10):
+
+        def _run_coroutine(loop: asyncio.AbstractEventLoop, coro: Any) -> Any:
+            return loop.run_until_complete(coro)
+
+    else:
+
+        def _run_coroutine(loop: asyncio.AbstractEventLoop, coro: Any) -> Any:
+            # run_until_complete(coro) on 3.8-3.9 reads _source_traceback of what
+            # the task factory returned, which a duck-typed task lacks (3.10+ and
+            # asyncio.run on 3.12 do not read it): the task is made here instead.
+            return loop.run_until_complete(loop.create_task(coro))
+
     def _stop_counting(task: Any) -> None:
         try:
             del task.cancel
@@ -220,7 +233,7 @@ else:
     if sys.version_info >= (3, 9):
 
         def _shutdown_default_executor(loop: asyncio.AbstractEventLoop) -> None:
-            loop.run_until_complete(loop.shutdown_default_executor())
+            _run_coroutine(loop, loop.shutdown_default_executor())
 
     else:
 
@@ -229,7 +242,7 @@ else:
             # has): wait for the executor's threads here, as 3.9+ does.
             shutdown = getattr(loop, "shutdown_default_executor", None)
             if shutdown is not None:
-                loop.run_until_complete(shutdown())
+                _run_coroutine(loop, shutdown())
                 return
             executor = getattr(loop, "_default_executor", None)
             if executor is not None:
