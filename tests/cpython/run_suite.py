@@ -97,7 +97,24 @@ OWN_MODULES: List[Tuple[str, Tuple[int, int]]] = [
     ("test_eager_task_factory", (3, 12)),
     ("test_futures", (3, 8)),
     ("test_base_events", (3, 8)),
+    # Connections (--connections; run in the native and factory modes only):
+    # the transports, servers, streams, pipes and subprocesses of a ctxloop
+    # loop (C1-C4) must pass what the base loop's pass (S10).
+    ("test_events", (3, 8)),
+    ("test_selector_events", (3, 8)),
+    ("test_unix_events", (3, 8)),
+    ("test_streams", (3, 8)),
+    ("test_server", (3, 8)),
+    ("test_sslproto", (3, 8)),
+    ("test_buffered_proto", (3, 8)),
+    ("test_sendfile", (3, 8)),
+    ("test_subprocess", (3, 8)),
+    ("test_sock_lowlevel", (3, 8)),
 ]
+CONNECTION_MODULES = {
+    "test_events", "test_selector_events", "test_unix_events", "test_streams", "test_server",
+    "test_sslproto", "test_buffered_proto", "test_sendfile", "test_subprocess", "test_sock_lowlevel",
+}  # fmt: skip
 # Modules whose tests use a Task class attribute (the task modes run only these).
 TASK_MODULES = {"test_tasks", "test_eager_task_factory"}
 # 3.12's tests run on 3.8-3.10 against the backport (ids start with this prefix).
@@ -559,8 +576,11 @@ def _backport_cases(mode: Mode, name: str, path: str) -> List[unittest.TestCase]
     return cases
 
 
-def own_modules() -> List[str]:
-    return [name for name, since in OWN_MODULES if sys.version_info[:2] >= since]
+def own_modules(connections: bool = True) -> List[str]:
+    return [
+        name for name, since in OWN_MODULES
+        if sys.version_info[:2] >= since and (connections or name not in CONNECTION_MODULES)
+    ]  # fmt: skip
 
 
 def find_py312_tests() -> Optional[str]:
@@ -600,6 +620,8 @@ def build_cases(mode: Mode, modules: List[str], full: bool, out: Any) -> List[un
             continue
         if mode.name in ("task", "task_factory") and name not in TASK_MODULES:
             continue
+        if name in CONNECTION_MODULES and mode.name not in ("native", "factory"):
+            continue  # the transports are the loop's: the other modes change only tasks
         cases.extend(_own_cases(mode, name, full, out))
     if BACKPORT and mode.name in CTXLOOP_LOOP_MODES:
         directory = find_py312_tests()
@@ -820,7 +842,7 @@ def compare(reference: Dict[str, Dict[str, Any]], results: Dict[str, Dict[str, A
 
 
 def _modules_for(args: argparse.Namespace) -> List[str]:
-    modules = own_modules()
+    modules = own_modules(connections=args.connections or bool(args.modules))
     if args.modules:
         wanted = args.modules.split(",")
         known = modules + [f"{BACKPORT_PACKAGE}.{m}" for m in BACKPORT_MODULES]
@@ -1012,6 +1034,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         "--installed", action="store_true", help="test the installed ctxloop, not this checkout's source tree"
     )
     parser.add_argument("--uvloop", action="store_true", help="add the uvloop modes")
+    parser.add_argument(
+        "--connections", action="store_true", help="add the transport, server, stream and subprocess modules"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="modes run at a time (default 1)")
     parser.add_argument("--timeout", type=float, default=20.0, help="seconds before a test counts as hung")
     parser.add_argument("--max-restarts", type=int, default=20, help="worker restarts after hangs, per mode")
