@@ -271,13 +271,12 @@ else:
     ) -> "asyncio.Task[Any]":
         """*loop*'s ``create_task(coro, name=, context=)`` with 3.12's semantics and the checks of S6/S7."""
         kind = _kinds.get(type(loop)) or _kind(type(loop))  # no Python frame once cached
-        if kind is not _ASYNCIO and kind is not _UVLOOP:
-            if context is None or loop.get_task_factory() is None:
-                # The class's own create_task takes no context= here: it gets the
-                # coroutine bound to the context, which any Task can step.
-                bound = coro if context is None else bind_task(coro, context)
-                return introspectable(kind(loop, bound, name=name), coro, context)  # type: ignore[no-any-return]
-            # A task factory gets context= as 3.12 gives it, below, as on asyncio's loop.
+        # The class's own create_task takes no context= here: it gets the coroutine
+        # bound to the context, which any Task can step; but a task factory gets
+        # context= as 3.12 gives it, below, as on asyncio's loop.
+        if kind is not _ASYNCIO and kind is not _UVLOOP and (context is None or loop.get_task_factory() is None):
+            bound = coro if context is None else bind_task(coro, context)
+            return introspectable(kind(loop, bound, name=name), coro, context)  # type: ignore[no-any-return]
         if loop.is_closed() if kind is not _ASYNCIO else loop._closed:
             raise RuntimeError("Event loop is closed")
         factory = loop._task_factory if kind is _ASYNCIO else loop.get_task_factory()

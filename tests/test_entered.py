@@ -9,9 +9,9 @@ ctxloop asks, and none of those may fail.
 
 from __future__ import annotations
 
+import _thread
 import contextvars
 import sys
-import _thread
 import threading
 from typing import Any, Callable, List
 
