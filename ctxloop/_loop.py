@@ -71,12 +71,18 @@ def import_loop_package(name: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise ModuleNotFoundError(
-            f"ctxloop: base={name!r} needs the {module} package, which is not installed for this Python "
-            f"({sys.implementation.name} {sys.version_info[0]}.{sys.version_info[1]}); it installs on {where}: "
-            f"pip install 'ctxloop[{name}]', or use base='asyncio'",
-            name=module,
-        ) from None
+        if sys.implementation.name != "cpython":  # nothing to install: it does not build here
+            message = (
+                f"ctxloop: base={name!r}: {module} runs on CPython only, not on {sys.implementation.name}: "
+                "use base='asyncio' here"
+            )
+        else:
+            message = (
+                f"ctxloop: base={name!r} needs the {module} package, which is not installed for this Python "
+                f"({sys.version_info[0]}.{sys.version_info[1]}); it installs on {where}: "
+                f"pip install 'ctxloop[{name}]', or use base='asyncio'"
+            )
+        raise ModuleNotFoundError(message, name=module) from None
 
 
 def import_uvloop() -> Any:
