@@ -82,6 +82,17 @@ INSTALLED_ENV = {"CTXLOOP_TEST_INSTALLED": "1"}
 # (no fixed port, no shared file), and the suite's wall time is then about
 # halved on a 2-core machine.
 PYTEST = ["timeout", "-k", "30", "1200", "python", "-m", "pytest", "--numprocesses", "auto"]
+# The second run of a session, with the pure-Python implementation, and the
+# sdist's own run leave out what runs the same code either way (servers,
+# kernels, the pytest plugin's inner sessions, the docs' and examples' scripts,
+# CPython's suite, the benchmarks): every test of ctxloop's own behaviour runs.
+CORE_ONLY = [
+    "--ignore=tests/integrations", "--ignore=tests/cpython", "--ignore=tests/test_pytest_plugin.py",
+    "--ignore=tests/test_kernel.py", "--ignore=tests/test_ipython_extension.py", "--ignore=tests/test_notebook.py",
+    "--ignore=tests/test_doc_snippets.py", "--ignore=tests/test_examples.py", "--ignore=tests/test_leaks.py",
+    "--ignore=tests/test_benchmarks_smoke.py", "--ignore=tests/test_benchmarks_instructions.py",
+]  # fmt: skip
+PURE = {**INSTALLED_ENV, "CTXLOOP_NO_SPEEDUPS": "1"}
 
 
 def _group(name: str) -> List[str]:
@@ -168,9 +179,9 @@ def _unpacked_tree(session: nox.Session, sdist: str) -> str:
     return tree
 
 
-def _run_suite(session: nox.Session, tree: str) -> None:
+def _run_suite(session: nox.Session, tree: str, *options: str) -> None:
     session.chdir(tree)
-    session.run(*PYTEST, *session.posargs, env=INSTALLED_ENV, external=True)
+    session.run(*PYTEST, *options, *session.posargs, env=INSTALLED_ENV, external=True)
 
 
 @nox.session(python=CPYTHONS + FREE_THREADED + PYPYS)
@@ -193,8 +204,8 @@ def tests(session: nox.Session) -> None:
         tree = _unpacked_tree(session, sdist)
         session.chdir(tree)
         session.run(*PYTEST, *session.posargs, env=env, external=True)
-        session.log("The same suite with the pure-Python implementation (CTXLOOP_NO_SPEEDUPS=1)")
-        session.run(*PYTEST, *session.posargs, env={**env, "CTXLOOP_NO_SPEEDUPS": "1"}, external=True)
+        session.log("ctxloop's own tests with the pure-Python implementation (CTXLOOP_NO_SPEEDUPS=1)")
+        session.run(*PYTEST, *CORE_ONLY, *session.posargs, env=PURE, external=True)
         return
     _install_ctxloop(session, f"{wheel}[uvloop,rloop]", *_group("test"), *_group("integrations"), *_group("notebook"))
     tree = _unpacked_tree(session, sdist)
@@ -202,16 +213,16 @@ def tests(session: nox.Session) -> None:
     if session.python in CPYTHONS:
         # The wheel carries the C accelerator here; the pure-Python
         # implementation must pass the same suite.
-        session.log("The same suite with the pure-Python implementation (CTXLOOP_NO_SPEEDUPS=1)")
-        session.run(*PYTEST, *session.posargs, env={**INSTALLED_ENV, "CTXLOOP_NO_SPEEDUPS": "1"}, external=True)
+        session.log("ctxloop's own tests with the pure-Python implementation (CTXLOOP_NO_SPEEDUPS=1)")
+        session.run(*PYTEST, *CORE_ONLY, *session.posargs, env=PURE, external=True)
 
 
 @nox.session(python=OLDEST_NEWEST)
 def sdist(session: nox.Session) -> None:
-    """The sdist as a packager gets it: installed from the .tar.gz, its own tests run in it, unpacked."""
+    """The sdist as a packager gets it: installed from the .tar.gz, its own core tests run in it, unpacked."""
     sdist, _ = _build(session, wheel=False)
-    _install_ctxloop(session, f"ctxloop[uvloop] @ {_file_uri(sdist)}", *_group("test"), *_group("integrations"))
-    _run_suite(session, _unpacked_tree(session, sdist))
+    _install_ctxloop(session, f"ctxloop[uvloop] @ {_file_uri(sdist)}", *_group("test"))
+    _run_suite(session, _unpacked_tree(session, sdist), *CORE_ONLY)
 
 
 @nox.session(name="lowest-bounds", python=OLDEST_NEWEST)

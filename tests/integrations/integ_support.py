@@ -46,7 +46,7 @@ def pick_route(name: str) -> str:
 
 # Requests hammered at each server, and how many of them use the usual wrong
 # workaround (every CONTROL_EVERY-th): bounded, so every test ends quickly.
-REQUESTS = 300
+REQUESTS = 100
 CONTROL_EVERY = 10
 CLIENT_TIMEOUT = 30.0
 
