@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import os
 import signal
 import sys
 import threading
@@ -107,7 +106,9 @@ def _interrupted(also_cancelled: bool) -> Any:
             me = asyncio.current_task()
             assert me is not None
             me.cancel()  # cancelled for another reason as well
-        asyncio.get_running_loop().call_soon(os.kill, os.getpid(), signal.SIGINT)
+        # raise_signal: to this thread (a signal to the process may reach another thread
+        # and be handled only after the run, outside the Runner's handler)
+        asyncio.get_running_loop().call_soon(signal.raise_signal, signal.SIGINT)
         await asyncio.sleep(3600)
 
     return main()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import os
 import signal
 import sys
 import threading
@@ -131,7 +130,9 @@ def test_ctrl_c_cancels_the_main_task_then_raises_keyboard_interrupt(loop_name: 
 
     async def main() -> None:
         var.set("main")
-        asyncio.get_running_loop().call_soon(os.kill, os.getpid(), signal.SIGINT)
+        # raise_signal: to this thread (a signal to the process may reach another thread
+        # and be handled only after the run, outside the Runner's handler)
+        asyncio.get_running_loop().call_soon(signal.raise_signal, signal.SIGINT)
         try:
             await asyncio.sleep(3600)
         finally:
