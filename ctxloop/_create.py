@@ -318,7 +318,10 @@ else:
 # loop's create_task): for a loop whose create_task is asyncio's or uvloop's,
 # with no task factory and the keywords above, it does in C what the function
 # above does; every other call is handed to that function, unchanged.
+# create_task becomes a compiled call of it on the running loop (no Python
+# frame); a call with other arguments is the pure function's.
 from ._accel import speedups as _speedups  # noqa: E402 - after what it wraps
 
 if _speedups is not None:
     create_task_on = _speedups.CreateTask(create_task_on, _kinds, _ASYNCIO, _UVLOOP, _Task, strip_own_frames)
+    create_task = _speedups.RunningCreateTask(create_task, create_task_on, _get_running_loop)

@@ -1062,6 +1062,136 @@ static PyTypeObject CreateTask_Type = {
     .tp_new = create_task_new,
 };
 
+
+/* ------------------------------------------------------------------------ */
+/* RunningCreateTask: ctxloop.create_task(coro, **kwargs), i.e.
+ * create_task_on(asyncio.get_running_loop(), coro, **kwargs), without the
+ * Python frame of the pure function (its __wrapped__, which every call it
+ * does not take is handed to, for that function's own errors). */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *pure;             /* the pure-Python create_task; first field after vectorcall, as in CreateTask */
+    PyObject *create_task_on;   /* the compiled create_task_on */
+    PyObject *get_running_loop; /* asyncio.get_running_loop */
+} RunningCreateTaskObject;
+
+#define RUNNING_MAX_KEYWORDS 6 /* more: the pure function */
+
+static PyObject *
+running_create_task_vectorcall(RunningCreateTaskObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    if (PyVectorcall_NARGS(nargsf) != 1 || nkw > RUNNING_MAX_KEYWORDS) {
+        return CALL(self->pure, args, nargsf, kwnames);
+    }
+#if !ANY_KEYWORDS
+    /* create_task(coro, *, name=None, context=None): any other keyword is the pure function's error */
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+        if (!same_name(key, s_context) && !same_name(key, s_name)) {
+            return CALL(self->pure, args, nargsf, kwnames);
+        }
+    }
+#endif
+    PyObject *loop = CALL(self->get_running_loop, NULL, 0, NULL);
+    if (loop == NULL) {
+        return NULL;
+    }
+    /* (loop, coro, *keyword values), with a free slot in front for the callee */
+    PyObject *stack[2 + 1 + RUNNING_MAX_KEYWORDS];
+    stack[0] = NULL;
+    stack[1] = loop;
+    for (Py_ssize_t i = 0; i < 1 + nkw; i++) {
+        stack[2 + i] = args[i];
+    }
+    PyObject *task = CALL(self->create_task_on, stack + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, kwnames);
+    Py_DECREF(loop);
+    return task;
+}
+
+static PyObject *
+running_create_task_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *pure, *create_task_on, *get_running_loop;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_SetString(PyExc_TypeError, "RunningCreateTask() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "OOO:RunningCreateTask", &pure, &create_task_on, &get_running_loop)) {
+        return NULL;
+    }
+    RunningCreateTaskObject *self = (RunningCreateTaskObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = (vectorcallfunc)running_create_task_vectorcall;
+    Py_INCREF(pure);
+    self->pure = pure;
+    Py_INCREF(create_task_on);
+    self->create_task_on = create_task_on;
+    Py_INCREF(get_running_loop);
+    self->get_running_loop = get_running_loop;
+    return (PyObject *)self;
+}
+
+static int
+running_create_task_traverse(RunningCreateTaskObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->pure);
+    Py_VISIT(self->create_task_on);
+    Py_VISIT(self->get_running_loop);
+    return 0;
+}
+
+static int
+running_create_task_clear(RunningCreateTaskObject *self)
+{
+    Py_CLEAR(self->pure);
+    Py_CLEAR(self->create_task_on);
+    Py_CLEAR(self->get_running_loop);
+    return 0;
+}
+
+static void
+running_create_task_dealloc(RunningCreateTaskObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    running_create_task_clear(self);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static PyObject *
+running_create_task_repr(RunningCreateTaskObject *self)
+{
+    return PyUnicode_FromFormat("<compiled create_task of ctxloop (pure: %R)>", self->pure);
+}
+
+static PyGetSetDef running_create_task_getset[] = {
+    PURE("__name__"),
+    PURE("__qualname__"),
+    PURE("__module__"),
+    PURE("__doc__"),
+    {"__wrapped__", (getter)create_task_wrapped, NULL, "the pure-Python create_task", NULL},
+    {NULL},
+};
+
+static PyTypeObject RunningCreateTask_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "ctxloop._speedups.RunningCreateTask",
+    .tp_basicsize = sizeof(RunningCreateTaskObject),
+    .tp_dealloc = (destructor)running_create_task_dealloc,
+    .tp_vectorcall_offset = offsetof(RunningCreateTaskObject, vectorcall),
+    .tp_repr = (reprfunc)running_create_task_repr,
+    /* tp_call, tp_getattro: set in PyInit__speedups, as for CreateTask. */
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | TPFLAGS_VECTORCALL,
+    .tp_traverse = (traverseproc)running_create_task_traverse,
+    .tp_clear = (inquiry)running_create_task_clear,
+    .tp_getset = running_create_task_getset,
+    .tp_new = running_create_task_new,
+};
+
 /* ------------------------------------------------------------------------ */
 /* InContext: a protocol callback bound to its connection's context (ctxloop/_connections.py) */
 
@@ -1352,6 +1482,18 @@ PyInit__speedups(void)
     Py_INCREF(&CreateTask_Type);
     if (PyModule_AddObject(module, "CreateTask", (PyObject *)&CreateTask_Type) < 0) {
         Py_DECREF(&CreateTask_Type);
+        Py_DECREF(module);
+        return NULL;
+    }
+    RunningCreateTask_Type.tp_call = PyVectorcall_Call;
+    RunningCreateTask_Type.tp_getattro = PyObject_GenericGetAttr;
+    if (PyType_Ready(&RunningCreateTask_Type) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&RunningCreateTask_Type);
+    if (PyModule_AddObject(module, "RunningCreateTask", (PyObject *)&RunningCreateTask_Type) < 0) {
+        Py_DECREF(&RunningCreateTask_Type);
         Py_DECREF(module);
         return NULL;
     }

@@ -95,6 +95,7 @@ def test_the_module_level_names_are_the_compiled_ones_when_in_use() -> None:
         assert _checks.check_task_context is _checks._pure_check_task_context
         return
     assert type(_create.create_task_on).__name__ == "CreateTask"
+    assert type(ctxloop.create_task).__name__ == "RunningCreateTask"
     assert _checks.check_task_context is _accel.speedups.check_task_context  # type: ignore[union-attr]
     assert (_binding.TaskCoroutine is not _binding._PureTaskCoroutine) is BINDS
 
@@ -162,6 +163,55 @@ def _cases() -> List[Tuple[str, Callable[[], Tuple[Tuple[Any, ...], dict]]]]:
         ("two positional", lambda: ((_child(), "x"), {})),
         ("loop keyword", lambda: ((_child(),), {"loop": None})),
     ]
+
+
+@needs_compiled
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("loop_name", LOOPS)
+@pytest.mark.parametrize("case", [name for name, _ in _cases()])
+def test_compiled_module_create_task_does_what_the_pure_function_does(
+    loop_name: str, case: str, base_loop_factory: Callable[[], asyncio.AbstractEventLoop]
+) -> None:
+    # ctxloop.create_task(coro, ...) on the running loop, compiled and pure; on
+    # a plain loop too, where it makes the task the ctxloop way all the same.
+    make_args = dict(_cases())[case]
+    compiled_function = ctxloop.create_task
+    pure_function = compiled_function.__wrapped__  # type: ignore[attr-defined]
+    for loop in (ctxloop.new_event_loop(loop_name), base_loop_factory()):
+        try:
+            results = []
+            for function in (compiled_function, pure_function):
+                args, kwargs = make_args()
+
+                async def run(args: Tuple[Any, ...] = args, kwargs: dict = kwargs, function: Any = function) -> Any:
+                    outcome = _outcome(lambda: function(*args, **kwargs))
+                    if outcome[0] == "task":
+                        return ("task", *await _settle(outcome[1]))
+                    for arg in args:
+                        if inspect.iscoroutine(arg):
+                            arg.close()
+                    return outcome
+
+                results.append(loop.run_until_complete(run()))
+        finally:
+            loop.close()
+        assert results[0] == results[1]
+
+
+@needs_compiled
+def test_compiled_module_create_task_looks_like_the_pure_function() -> None:
+    compiled = ctxloop.create_task
+    pure = compiled.__wrapped__  # type: ignore[attr-defined]
+    assert (compiled.__name__, compiled.__qualname__, compiled.__module__) == (
+        "create_task",
+        "create_task",
+        "ctxloop._create",
+    )
+    assert compiled.__doc__ == pure.__doc__ and inspect.signature(compiled) == inspect.signature(pure)
+    coro = _child()
+    with pytest.raises(RuntimeError, match="no running event loop"):
+        compiled(coro)
+    coro.close()
 
 
 @needs_compiled
