@@ -411,7 +411,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:  # noqa: PLR0915
         print(json.dumps(report, indent=2))
         return 0 if passed else 1
 
-    print(f"ctxloop {__version__} on {_python()} ({sys.platform}): N1-N6 and S1-S7 on {', '.join(loops)}")
+    print(f"ctxloop {__version__} on {_python()} ({sys.platform}): N1-N6, S1-S7 and C1-C4 on {', '.join(loops)}")
     print(f"implementation: {implementation()}")
     print(f"GIL: {gil_status()}; contexts entered: {entered_test()}")
     print()
