@@ -877,7 +877,8 @@ create_task_vectorcall(CreateTaskObject *self, PyObject *const *args, size_t nar
         }
     }
     PyObject *stack[4] = {NULL, bound != NULL ? bound : coro, loop, name};
-    task = CALL(self->task_type, stack + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, kw_loop_name);
+    /* name=None is the Task's default: not passed, one keyword less for it to parse */
+    task = CALL(self->task_type, stack + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, name == Py_None ? kw_loop : kw_loop_name);
     Py_XDECREF(bound);
 #elif !ANY_KEYWORDS
     /* check_task_context(context); _Task(coro, loop=loop, name=name, context=context) */
