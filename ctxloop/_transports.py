@@ -63,14 +63,16 @@ class ConnectionLoop:
         def _add_reader(self, fd: Any, callback: Callable[..., Any], *args: Any, context: Any = None) -> Any:
             loop = self._ctxloop_loop
             handle = loop._add_reader(fd, callback, *args)
-            # The handle the selector now holds for reading fd (3.8/3.9 return nothing).
-            loop._selector.get_key(fd).data[0]._context = self._ctxloop_context if context is None else context
+            # The handle the selector now holds for reading fd (3.8 returns nothing).
+            held = handle if handle is not None else loop._selector.get_key(fd).data[0]
+            held._context = self._ctxloop_context if context is None else context
             return handle
 
         def _add_writer(self, fd: Any, callback: Callable[..., Any], *args: Any, context: Any = None) -> Any:
             loop = self._ctxloop_loop
             handle = loop._add_writer(fd, callback, *args)
-            loop._selector.get_key(fd).data[1]._context = self._ctxloop_context if context is None else context
+            held = handle if handle is not None else loop._selector.get_key(fd).data[1]
+            held._context = self._ctxloop_context if context is None else context
             return handle
 
     def __getattr__(self, name: str) -> Any:
@@ -105,6 +107,12 @@ def _make_socket_transport(self: Any, sock: Any, protocol: Any, waiter: Any = No
     return made(ConnectionLoop(self, _context_for(self, protocol)), sock, protocol, waiter, **kwargs)
 
 
+# Whether this Python's own body checks that no transport uses the socket yet (3.12+).
+_SSL_CHECKS_THE_FD = (
+    "_ensure_fd_no_transport" in selector_events.BaseSelectorEventLoop._make_ssl_transport.__code__.co_names  # type: ignore[attr-defined]
+)
+
+
 def _make_ssl_transport(
     self: Any,
     rawsock: Any,
@@ -119,10 +127,12 @@ def _make_ssl_transport(
     **timeouts: Any,
 ) -> Any:
     # asyncio's own body (the same from 3.8 to 3.14, but for the timeouts it
-    # passes on), with the raw socket's transport given the connection's loop.
-    # The TLS protocol keeps the loop itself, as in 3.15.
+    # passes on and the socket check of 3.12+), with the raw socket's
+    # transport given the connection's loop. The TLS protocol keeps the loop
+    # itself, as in 3.15.
     context = _context_for(self, protocol)
-    self._ensure_fd_no_transport(rawsock)
+    if _SSL_CHECKS_THE_FD:
+        self._ensure_fd_no_transport(rawsock)
     ssl_protocol = sslproto.SSLProtocol(self, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts)
     selector_events._SelectorSocketTransport(  # type: ignore[attr-defined]
         ConnectionLoop(self, context), rawsock, ssl_protocol, extra=extra, server=server
