@@ -129,14 +129,22 @@ async def _settle(task: Any) -> Tuple[Any, ...]:
     return (type(task).__name__, result, name if not name.startswith("Task-") else "Task-N")
 
 
-def _both(loop: Any, make_args: Callable[[], Tuple[Tuple[Any, ...], dict]]) -> List[Tuple[Any, ...]]:
-    """The outcome of the compiled and of the pure create_task_on for fresh copies of the same arguments."""
+def _both(
+    loop: Any, make_args: Callable[[], Tuple[Tuple[Any, ...], dict]], compiled: Any = None, on_loop: bool = True
+) -> List[Tuple[Any, ...]]:
+    """The outcome of a compiled function and of its pure twin for fresh copies of the same arguments.
+
+    *compiled* is create_task_on (called with *loop* first) unless given; with
+    ``on_loop=False`` it is called without the loop, inside the running *loop*.
+    """
+    compiled = _create.create_task_on if compiled is None else compiled
+    lead = (loop,) if on_loop else ()
     results = []
-    for function in (_create.create_task_on, _pure_create_task_on()):
+    for function in (compiled, getattr(compiled, "__wrapped__", compiled)):
         args, kwargs = make_args()
 
         async def run(args: Tuple[Any, ...] = args, kwargs: dict = kwargs, function: Any = function) -> Any:
-            outcome = _outcome(lambda: function(loop, *args, **kwargs))
+            outcome = _outcome(lambda: function(*lead, *args, **kwargs))
             if outcome[0] == "task":
                 return ("task", *await _settle(outcome[1]))
             for arg in args:
@@ -175,27 +183,12 @@ def test_compiled_module_create_task_does_what_the_pure_function_does(
     # ctxloop.create_task(coro, ...) on the running loop, compiled and pure; on
     # a plain loop too, where it makes the task the ctxloop way all the same.
     make_args = dict(_cases())[case]
-    compiled_function = ctxloop.create_task
-    pure_function = compiled_function.__wrapped__  # type: ignore[attr-defined]
     for loop in (ctxloop.new_event_loop(loop_name), base_loop_factory()):
         try:
-            results = []
-            for function in (compiled_function, pure_function):
-                args, kwargs = make_args()
-
-                async def run(args: Tuple[Any, ...] = args, kwargs: dict = kwargs, function: Any = function) -> Any:
-                    outcome = _outcome(lambda: function(*args, **kwargs))
-                    if outcome[0] == "task":
-                        return ("task", *await _settle(outcome[1]))
-                    for arg in args:
-                        if inspect.iscoroutine(arg):
-                            arg.close()
-                    return outcome
-
-                results.append(loop.run_until_complete(run()))
+            compiled, pure = _both(loop, make_args, ctxloop.create_task, on_loop=False)
         finally:
             loop.close()
-        assert results[0] == results[1]
+        assert compiled == pure
 
 
 @needs_compiled
