@@ -54,6 +54,14 @@ _get_running_loop = asyncio.get_running_loop
 
 _ASYNCIO = "asyncio"
 _UVLOOP = "uvloop"
+# rloop's create_task (3.10, where rloop starts) is asyncio's, line for line: it
+# checks self._closed, calls self._task_factory or makes asyncio.Task(coro,
+# loop=self, name=name), and only departs in naming a factory's unnamed task
+# "None", where 3.12 leaves asyncio's name. Before 3.11 ctxloop makes that task
+# itself, as on asyncio's loop: its own Task reports the coroutine and the
+# Context, where an asyncio.Task made by rloop would need both attached to it.
+# From 3.11 on rloop's own create_task is called (it takes context= there).
+_RLOOP_IS_ASYNCIO = sys.version_info < (3, 11)
 # Loop class -> _ASYNCIO, _UVLOOP, or the class's own create_task function.
 # Two threads may both compute a class's kind (free-threaded CPython): they
 # find the same value, and a dict's own operations are atomic.
@@ -70,11 +78,13 @@ def _kind(cls: type) -> Any:
 def _find_kind(cls: type) -> Any:
     uvloop = sys.modules.get("uvloop.loop")  # never imported here
     uvloop_create_task = None if uvloop is None else uvloop.Loop.__dict__.get("create_task")
+    rloop = sys.modules.get("rloop.loop") if _RLOOP_IS_ASYNCIO else None
+    rloop_create_task = None if rloop is None else rloop.RLoop.__dict__.get("create_task")
     for klass in cls.__mro__:
         method = klass.__dict__.get("create_task")
         if method is None or klass.__dict__.get("_ctxloop_class"):
             continue
-        if method is asyncio.BaseEventLoop.__dict__["create_task"]:
+        if method is asyncio.BaseEventLoop.__dict__["create_task"] or method is rloop_create_task:
             return _ASYNCIO
         if method is uvloop_create_task:
             return _UVLOOP

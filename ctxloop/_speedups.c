@@ -109,7 +109,7 @@ dict_get_ref(PyObject *dict, PyObject *key, PyObject **value)
 static PyObject *s_loop, *s_name, *s_context, *s_eager_start, *s__closed, *s__task_factory, *s_is_closed,
     *s_get_task_factory, *s__source_traceback, *s_send, *s_throw, *s_close, *s_is_running, *s_create_task, *s_Task;
 /* Keyword tuples for the Task call. */
-static PyObject *kw_loop, *kw_loop_name, *kw_loop_name_context;
+static PyObject *kw_loop, *kw_loop_name, *kw_loop_name_context, *kw_name_context;
 /* Set by setup(): the pure-Python check_task_context. */
 static PyObject *pure_check_task_context;
 
@@ -771,10 +771,15 @@ create_task_vectorcall(CreateTaskObject *self, PyObject *const *args, size_t nar
         return found < 0 ? NULL : create_task_slow(self, args, nargsf, kwnames);
     }
     int is_asyncio = kind == self->k_asyncio, is_uvloop = kind == self->k_uvloop;
-    Py_DECREF(kind); /* compared by identity only; the dict and self keep both kinds alive */
-    if (!is_asyncio && !is_uvloop) {
+    if (is_asyncio || is_uvloop) {
+        Py_DECREF(kind); /* compared by identity only; the dict and self keep both kinds alive */
+    }
+#if !NATIVE_TASK
+    else {
+        Py_DECREF(kind);
         return create_task_slow(self, args, nargsf, kwnames); /* the class's own create_task */
     }
+#endif
 
     /* The keywords: name= and context= (3.8-3.13); any (3.14+), context= and eager_start= read. */
     Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
@@ -821,6 +826,31 @@ create_task_vectorcall(CreateTaskObject *self, PyObject *const *args, size_t nar
         context = NULL;
     }
     (void)plain_keywords;
+
+#if NATIVE_TASK
+    if (!is_asyncio && !is_uvloop) {
+        /* The class's own create_task (rloop's, say), called as the pure function calls it once
+           the context is checked. A Context entered nowhere passes the check whatever the loop's
+           task factory and eager_start= say, so the factory need not be asked; any other context
+           (one to refuse, or one entered) is the pure function's, with its errors. */
+        PyObject *task = NULL;
+        int entered = context == NULL ? 0 : PyContext_CheckExact(context) ? context_entered(context) : 1;
+        if (entered > 0) {
+            task = create_task_slow(self, args, nargsf, kwnames);
+        }
+        else if (entered == 0) {
+#if ANY_KEYWORDS
+            task = CALL(kind, args, nargsf, kwnames); /* kind(loop, coro, **kwargs) */
+#else
+            /* kind(loop, coro, name=name, context=context) */
+            PyObject *stack[5] = {NULL, loop, coro, name, context != NULL ? context : Py_None};
+            task = CALL(kind, stack + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, kw_name_context);
+#endif
+        }
+        Py_DECREF(kind);
+        return task;
+    }
+#endif
 
 #if NATIVE_TASK
     /* 3.12+ on uvloop without a task factory, with no keyword but context= (and
@@ -1440,7 +1470,8 @@ PyInit__speedups(void)
     kw_loop = PyTuple_Pack(1, s_loop);
     kw_loop_name = PyTuple_Pack(2, s_loop, s_name);
     kw_loop_name_context = PyTuple_Pack(3, s_loop, s_name, s_context);
-    if (kw_loop == NULL || kw_loop_name == NULL || kw_loop_name_context == NULL) {
+    kw_name_context = PyTuple_Pack(2, s_name, s_context);
+    if (kw_loop == NULL || kw_loop_name == NULL || kw_loop_name_context == NULL || kw_name_context == NULL) {
         return NULL;
     }
     CreateTask_Type.tp_call = PyVectorcall_Call;

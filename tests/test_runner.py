@@ -10,6 +10,7 @@ import threading
 from typing import Any, AsyncIterator, List
 
 import pytest
+from conftest import RLOOP_310_SIGNALS
 
 import ctxloop
 from ctxloop._loop import is_ctxloop_loop
@@ -126,6 +127,8 @@ def test_async_generators_and_executor_are_shut_down(loop_name: str) -> None:
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="SIGINT handling is main-thread")
 def test_ctrl_c_cancels_the_main_task_then_raises_keyboard_interrupt(loop_name: str) -> None:
+    if loop_name == "rloop" and sys.version_info < (3, 11):
+        pytest.skip(RLOOP_310_SIGNALS)
     cleanup: List[str] = []
 
     async def main() -> None:

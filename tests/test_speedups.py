@@ -262,6 +262,33 @@ def test_compiled_create_task_on_with_a_factory_a_closed_loop_and_a_foreign_clas
         loop.close()
 
 
+class _OwnCreateTask(asyncio.SelectorEventLoop):
+    """A loop class with a create_task of its own, as rloop's: ctxloop calls it after its checks."""
+
+    given: ClassVar[List[Any]] = []  # the keywords each _child task was made with
+
+    def create_task(self, coro: Any, **kwargs: Any) -> Any:
+        if getattr(coro, "__qualname__", "") == "_child":  # not _both's own task
+            _OwnCreateTask.given.append(sorted((key, type(value).__name__) for key, value in kwargs.items()))
+        return super().create_task(coro, **kwargs)
+
+
+@needs_compiled
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("case", [name for name, _ in _cases()])
+def test_compiled_create_task_on_calls_a_loops_own_create_task_as_the_pure_function(case: str) -> None:
+    _OwnCreateTask.given.clear()
+    loop = ctxloop.enable(_OwnCreateTask())
+    try:
+        compiled, pure = _both(loop, dict(_cases())[case])
+    finally:
+        loop.close()
+    assert compiled == pure
+    made = _OwnCreateTask.given
+    assert len(made) in (0, 2) and made[:1] == made[1:]  # called with the same keywords, or not at all
+    assert len(made) == 2 or compiled[0] == "raised"
+
+
 @needs_compiled
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("loop_name", LOOPS)
