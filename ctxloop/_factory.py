@@ -176,3 +176,13 @@ def chain_task_factory(inner: Optional[TaskFactory]) -> TaskFactory:
     factory.__wrapped__ = inner  # type: ignore[attr-defined]
     factory.__qualname__ = factory.__name__ = f"chain_task_factory({getattr(inner, '__qualname__', inner)!s})"
     return factory
+
+
+# --- optional accelerator (ctxloop/_speedups.c; chosen once in _accel.py) ---
+# From 3.12 task_factory becomes a compiled callable: a call with (loop, coro)
+# and keywords, whose context (if any) is a Context entered nowhere, makes
+# asyncio's Task in C; every other call is handed to the function above.
+from ._accel import speedups as _speedups  # noqa: E402 - after what it wraps
+
+if _speedups is not None and sys.version_info >= (3, 12):
+    task_factory = _speedups.TaskFactory(task_factory, _NativeTask, strip_own_frames)

@@ -107,7 +107,8 @@ dict_get_ref(PyObject *dict, PyObject *key, PyObject **value)
 
 /* Interned names. */
 static PyObject *s_loop, *s_name, *s_context, *s_eager_start, *s__closed, *s__task_factory, *s_is_closed,
-    *s_get_task_factory, *s__source_traceback, *s_send, *s_throw, *s_close, *s_is_running, *s_create_task, *s_Task;
+    *s_get_task_factory, *s__source_traceback, *s_send, *s_throw, *s_close, *s_is_running, *s_create_task, *s_Task,
+    *s_coro;
 /* Keyword tuples for the Task call. */
 static PyObject *kw_loop, *kw_loop_name, *kw_loop_name_context, *kw_name_context;
 /* Set by setup(): the pure-Python check_task_context. */
@@ -596,8 +597,9 @@ typedef struct {
     PyObject *tasks_dict; /* asyncio.tasks.__dict__ (3.12+; else NULL) */
 } CreateTaskObject;
 
-#if ANY_KEYWORDS
-/* ("loop",) + kwnames, for the few keyword tuples a program's call sites use. */
+#if NATIVE_TASK
+/* ("loop",) + kwnames, for the few keyword tuples a program's call sites use
+   (3.14+: create_task's keywords; 3.12+: a task factory's). */
 #define KW_CACHE 8
 static PyObject *kw_cache_key[KW_CACHE], *kw_cache_value[KW_CACHE];
 static int kw_cache_next;
@@ -692,8 +694,16 @@ open_without_factory(PyObject *loop, int is_asyncio)
 }
 
 /* if task._source_traceback: strip_own_frames(task._source_traceback) (debug mode); return task (stolen) */
+static PyObject *stripped_with(PyObject *strip, PyObject *task);
+
 static PyObject *
 stripped(CreateTaskObject *self, PyObject *task)
+{
+    return stripped_with(self->strip, task);
+}
+
+static PyObject *
+stripped_with(PyObject *strip, PyObject *task)
 {
     if (task == NULL) {
         return NULL;
@@ -705,7 +715,7 @@ stripped(CreateTaskObject *self, PyObject *task)
     }
     if (traceback != Py_None) {
         int truth = PyObject_IsTrue(traceback);
-        PyObject *done = truth > 0 ? PyObject_CallFunctionObjArgs(self->strip, traceback, NULL) : NULL;
+        PyObject *done = truth > 0 ? PyObject_CallFunctionObjArgs(strip, traceback, NULL) : NULL;
         Py_XDECREF(done);
         if (truth < 0 || (truth > 0 && done == NULL)) {
             Py_DECREF(traceback);
@@ -1059,6 +1069,13 @@ create_task_wrapped(CreateTaskObject *self, void *unused)
     return self->pure;
 }
 
+/* A module-level compiled function pickles as the pure one does: by its qualified name. */
+static PyObject *
+create_task_reduce(CreateTaskObject *self, PyObject *unused)
+{
+    return PyObject_GetAttrString(self->pure, "__qualname__");
+}
+
 static PyObject *
 create_task_repr(CreateTaskObject *self)
 {
@@ -1208,6 +1225,11 @@ static PyGetSetDef running_create_task_getset[] = {
     {NULL},
 };
 
+static PyMethodDef running_create_task_methods[] = {
+    {"__reduce__", (PyCFunction)create_task_reduce, METH_NOARGS, "pickled by name, as the function"},
+    {NULL},
+};
+
 static PyTypeObject RunningCreateTask_Type = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "ctxloop._speedups.RunningCreateTask",
@@ -1220,8 +1242,154 @@ static PyTypeObject RunningCreateTask_Type = {
     .tp_traverse = (traverseproc)running_create_task_traverse,
     .tp_clear = (inquiry)running_create_task_clear,
     .tp_getset = running_create_task_getset,
+    .tp_methods = running_create_task_methods,
     .tp_new = running_create_task_new,
 };
+
+#if NATIVE_TASK
+/* ------------------------------------------------------------------------ */
+/* TaskFactory: ctxloop.task_factory on 3.12+, a loop's task factory
+ * factory(loop, coro, **kwargs), without the Python frame and the keyword
+ * dictionary of the pure function (its __wrapped__, which every call it does
+ * not take is handed to, for that function's own errors):
+ *
+ *     check_task_context(context, ...)     # when a context is given
+ *     task = asyncio.Task(coro, loop=loop, **kwargs)
+ *
+ * A context passed as None goes on to the Task, which then copies the current
+ * context, as it does without one. */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *pure;      /* the pure-Python task_factory; first field after vectorcall, as in CreateTask */
+    PyObject *task_type; /* asyncio.Task as ctxloop found it at import */
+    PyObject *strip;     /* strip_own_frames(source_traceback) */
+} TaskFactoryObject;
+
+static PyObject *
+task_factory_vectorcall(TaskFactoryObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    if (nargs != 2 || nkw > MAX_KEYWORDS) {
+        return CALL(self->pure, args, nargsf, kwnames);
+    }
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, i), *value = args[nargs + i];
+        if (same_name(key, s_loop) || same_name(key, s_coro)) {
+            return CALL(self->pure, args, nargsf, kwnames); /* the signature's own error */
+        }
+        if (value != Py_None && same_name(key, s_context)) {
+            /* A Context entered nowhere passes the check whatever eager_start= says; any
+               other (one to refuse, or one entered) is the pure function's, with its errors. */
+            int entered = PyContext_CheckExact(value) ? context_entered(value) : 1;
+            if (entered != 0) {
+                return entered < 0 ? NULL : CALL(self->pure, args, nargsf, kwnames);
+            }
+        }
+    }
+    PyObject *keywords = with_loop(kwnames);
+    if (keywords == NULL) {
+        return NULL;
+    }
+    PyObject *stack[3 + MAX_KEYWORDS] = {NULL, args[1], args[0]};
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        stack[3 + i] = args[nargs + i];
+    }
+    PyObject *task = CALL(self->task_type, stack + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, keywords);
+    Py_DECREF(keywords);
+    return stripped_with(self->strip, task);
+}
+
+static PyObject *
+task_factory_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *pure, *task_type, *strip;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_SetString(PyExc_TypeError, "TaskFactory() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "OOO:TaskFactory", &pure, &task_type, &strip)) {
+        return NULL;
+    }
+    TaskFactoryObject *self = (TaskFactoryObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = (vectorcallfunc)task_factory_vectorcall;
+    Py_INCREF(pure);
+    self->pure = pure;
+    Py_INCREF(task_type);
+    self->task_type = task_type;
+    Py_INCREF(strip);
+    self->strip = strip;
+    return (PyObject *)self;
+}
+
+static int
+task_factory_traverse(TaskFactoryObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->pure);
+    Py_VISIT(self->task_type);
+    Py_VISIT(self->strip);
+    return 0;
+}
+
+static int
+task_factory_clear(TaskFactoryObject *self)
+{
+    Py_CLEAR(self->pure);
+    Py_CLEAR(self->task_type);
+    Py_CLEAR(self->strip);
+    return 0;
+}
+
+static void
+task_factory_dealloc(TaskFactoryObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    task_factory_clear(self);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static PyObject *
+task_factory_repr(TaskFactoryObject *self)
+{
+    return PyUnicode_FromFormat("<compiled task_factory of ctxloop (pure: %R)>", self->pure);
+}
+
+static PyGetSetDef task_factory_getset[] = {
+    PURE("__name__"),
+    PURE("__qualname__"),
+    PURE("__module__"),
+    PURE("__doc__"),
+    {"__wrapped__", (getter)create_task_wrapped, NULL, "the pure-Python task_factory", NULL},
+    {NULL},
+};
+
+static PyMethodDef task_factory_methods[] = {
+    {"__reduce__", (PyCFunction)create_task_reduce, METH_NOARGS, "pickled by name, as the function"},
+    {NULL},
+};
+
+static PyTypeObject TaskFactory_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "ctxloop._speedups.TaskFactory",
+    .tp_basicsize = sizeof(TaskFactoryObject),
+    .tp_dealloc = (destructor)task_factory_dealloc,
+    .tp_vectorcall_offset = offsetof(TaskFactoryObject, vectorcall),
+    .tp_repr = (reprfunc)task_factory_repr,
+    /* tp_call, tp_getattro: set in PyInit__speedups, as for CreateTask. */
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | TPFLAGS_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_traverse = (traverseproc)task_factory_traverse,
+    .tp_clear = (inquiry)task_factory_clear,
+    .tp_getset = task_factory_getset,
+    .tp_methods = task_factory_methods,
+    .tp_descr_get = create_task_get,
+    .tp_new = task_factory_new,
+};
+#endif
 
 /* ------------------------------------------------------------------------ */
 /* InContext: a protocol callback bound to its connection's context (ctxloop/_connections.py) */
@@ -1464,7 +1632,7 @@ PyInit__speedups(void)
         intern(&s__source_traceback, "_source_traceback") < 0 || intern(&s_send, "send") < 0 ||
         intern(&s_throw, "throw") < 0 || intern(&s_close, "close") < 0 || intern(&s_is_running, "is_running") < 0 ||
         intern(&s_create_task, "create_task") < 0 || intern(&s_Task, "Task") < 0 || intern(&s_transport, "transport") < 0 ||
-        intern(&s_get_protocol, "get_protocol") < 0) {
+        intern(&s_get_protocol, "get_protocol") < 0 || intern(&s_coro, "coro") < 0) {
         return NULL;
     }
     kw_loop = PyTuple_Pack(1, s_loop);
@@ -1529,6 +1697,20 @@ PyInit__speedups(void)
         Py_DECREF(module);
         return NULL;
     }
+#if NATIVE_TASK
+    TaskFactory_Type.tp_call = PyVectorcall_Call;
+    TaskFactory_Type.tp_getattro = PyObject_GenericGetAttr;
+    if (PyType_Ready(&TaskFactory_Type) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&TaskFactory_Type);
+    if (PyModule_AddObject(module, "TaskFactory", (PyObject *)&TaskFactory_Type) < 0) {
+        Py_DECREF(&TaskFactory_Type);
+        Py_DECREF(module);
+        return NULL;
+    }
+#endif
     InContext_Type.tp_call = PyVectorcall_Call;
     InContext_Type.tp_getattro = PyObject_GenericGetAttr;
     if (PyType_Ready(&InContext_Type) < 0) {

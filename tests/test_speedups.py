@@ -14,6 +14,7 @@ import asyncio
 import contextvars
 import inspect
 import os
+import pickle
 import subprocess
 import sys
 import threading
@@ -25,6 +26,7 @@ from conftest import LOOPS, RLOOP_NO_DEBUG
 
 import ctxloop
 from ctxloop import _accel, _binding, _checks, _create
+from ctxloop._loop import is_ctxloop_loop
 
 ROOT = Path(__file__).resolve().parent.parent
 # The ctxloop under test: the source tree's, or the installed one when the
@@ -313,6 +315,104 @@ def test_compiled_create_task_on_strips_its_callers_frames_in_debug_mode(loop_na
         assert loop.run_until_complete(main()) == ["main"] * 4
     finally:
         loop.close()
+
+
+# --------------------------------------------------------------------------
+# task_factory (3.12+): compiled vs pure, called as loops call it.
+
+needs_compiled_factory = pytest.mark.skipif(
+    not COMPILED or sys.version_info < (3, 12), reason="the compiled task factory exists on CPython 3.12+"
+)
+
+
+def _factory_cases() -> List[Tuple[str, Callable[[], Tuple[Tuple[Any, ...], dict]]]]:
+    ctx = contextvars.copy_context
+    return [
+        *_cases(),
+        ("eager_start", lambda: ((_child(),), {"context": ctx(), "eager_start": True})),
+        ("uvloop's keywords", lambda: ((_child(),), {"context": None, "eager_start": None})),
+        ("eager, not a Context", lambda: ((_child(),), {"context": [], "eager_start": True})),
+        ("coro keyword", lambda: ((), {"coro": _child()})),
+    ]
+
+
+@needs_compiled_factory
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("loop_name", LOOPS)
+@pytest.mark.parametrize("case", [name for name, _ in _factory_cases()])
+def test_compiled_task_factory_does_what_the_pure_function_does(
+    loop_name: str, case: str, base_loop_factory: Callable[[], asyncio.AbstractEventLoop]
+) -> None:
+    make_args = dict(_factory_cases())[case]
+    for loop in (base_loop_factory(), ctxloop.new_event_loop(loop_name)):
+        try:
+            compiled, pure = _both(loop, make_args, ctxloop.task_factory)
+        finally:
+            loop.close()
+        assert compiled == pure
+
+
+@needs_compiled_factory
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_compiled_task_factory_as_a_loops_factory_strips_its_frames_in_debug_mode(
+    loop_name: str, base_loop_factory: Callable[[], asyncio.AbstractEventLoop]
+) -> None:
+    if loop_name == "rloop":
+        pytest.skip(RLOOP_NO_DEBUG)
+
+    async def main() -> List[Any]:
+        create = asyncio.get_running_loop().create_task
+        tasks = [create(_child()), create(_child(), context=contextvars.copy_context())]
+        await asyncio.gather(*tasks)
+        return [t._source_traceback[-1] for t in tasks]  # type: ignore[attr-defined]
+
+    for loop in (base_loop_factory(), ctxloop.new_event_loop(loop_name)):
+        loop.set_debug(True)
+        loop.set_task_factory(ctxloop.task_factory)
+        try:
+            frames = loop.run_until_complete(main())
+        finally:
+            loop.close()
+        # The caller's frame; on a plain asyncio loop, which leaves its own create_task's frame when a
+        # factory is set, that one. A ctxloop loop's create_task calls the factory from a frame of
+        # ctxloop's: the factory strips it.
+        leaves = loop_name == "asyncio" and not is_ctxloop_loop(loop)
+        assert [frame.name for frame in frames] == ["create_task" if leaves else "main"] * 2, frames
+
+
+@needs_compiled_factory
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_compiled_task_factory_refuses_a_context_another_thread_holds_as_the_pure_one(
+    loop_name: str, base_loop_factory: Callable[[], asyncio.AbstractEventLoop]
+) -> None:
+    ctx = contextvars.copy_context()
+    entered, release = threading.Event(), threading.Event()
+    thread = threading.Thread(target=lambda: ctx.run(lambda: (entered.set(), release.wait(10))))
+    thread.start()
+    entered.wait(10)
+    loop = base_loop_factory()
+    try:
+        compiled, pure = _both(loop, lambda: ((_child(),), {"context": ctx}), ctxloop.task_factory)
+    finally:
+        release.set()
+        thread.join(10)
+        loop.close()
+    assert compiled == pure and compiled[:2] == ("raised", RuntimeError), compiled
+
+
+@needs_compiled_factory
+def test_compiled_task_factory_looks_like_the_pure_function() -> None:
+    compiled = ctxloop.task_factory
+    pure = compiled.__wrapped__  # type: ignore[attr-defined]
+    assert inspect.isfunction(pure) and not inspect.isfunction(compiled)
+    for attribute in ("__name__", "__qualname__", "__module__", "__doc__"):
+        assert getattr(compiled, attribute) == getattr(pure, attribute)
+    assert inspect.signature(compiled) == inspect.signature(pure)
+    assert ctxloop.chain_task_factory(None) is compiled and ctxloop.chain_task_factory(compiled) is compiled
+    for function in (compiled, ctxloop.create_task):
+        assert pickle.loads(pickle.dumps(function)) is function
 
 
 @needs_compiled
