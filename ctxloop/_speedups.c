@@ -1391,6 +1391,101 @@ static PyTypeObject TaskFactory_Type = {
 };
 #endif
 
+#if NATIVE_TASK
+/* ------------------------------------------------------------------------ */
+/* checked_task_class(base, pure_init, name): ctxloop.Task on 3.12+, a subclass
+ * of asyncio's Task whose __init__ is C: with one positional argument and
+ * asyncio's keywords, and a context (if any) that is a Context entered
+ * nowhere, it is asyncio's own __init__ (nothing to check); any other call is
+ * the pure-Python __init__'s (pure_init(self, *args, **kwargs)), for its
+ * checks and its errors. Made once, when ctxloop._task is imported. */
+
+static PyObject *checked_task_pure_init; /* set once, before the class exists */
+static initproc checked_task_base_init;
+
+static int
+checked_task_init(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    int plain = PyTuple_GET_SIZE(args) == 1;
+    if (plain && kwds != NULL) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        /* kwds is the call's own new dictionary: no other thread sees it */
+        while (plain && PyDict_Next(kwds, &pos, &key, &value)) {
+            if (same_name(key, s_context)) {
+                if (value != Py_None) {
+                    int entered = PyContext_CheckExact(value) ? context_entered(value) : 1;
+                    if (entered < 0) {
+                        return -1;
+                    }
+                    plain = entered == 0;
+                }
+            }
+            else if (!same_name(key, s_loop) && !same_name(key, s_name) && !same_name(key, s_eager_start)) {
+                plain = 0;
+            }
+        }
+    }
+    if (plain) {
+        return checked_task_base_init(self, args, kwds);
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    PyObject *full = PyTuple_New(n + 1);
+    if (full == NULL) {
+        return -1;
+    }
+    Py_INCREF(self);
+    PyTuple_SET_ITEM(full, 0, self);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyTuple_GET_ITEM(args, i);
+        Py_INCREF(item);
+        PyTuple_SET_ITEM(full, i + 1, item);
+    }
+    PyObject *result = PyObject_Call(checked_task_pure_init, full, kwds);
+    Py_DECREF(full);
+    if (result == NULL) {
+        return -1;
+    }
+    Py_DECREF(result);
+    return 0;
+}
+
+static PyObject *
+checked_task_class(PyObject *module, PyObject *args)
+{
+    PyObject *base, *pure_init;
+    const char *name;
+    if (!PyArg_ParseTuple(args, "O!Os:checked_task_class", &PyType_Type, &base, &pure_init, &name)) {
+        return NULL;
+    }
+    if (checked_task_pure_init != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "checked_task_class() is called once, by ctxloop._task");
+        return NULL;
+    }
+    PyType_Slot slots[] = {{Py_tp_init, (void *)checked_task_init}, {0, NULL}};
+    PyType_Spec spec = {
+        .name = name, /* copied into the type by PyType_FromSpecWithBases */
+        .basicsize = 0,
+        .itemsize = 0,
+        .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+        .slots = slots,
+    };
+    PyObject *bases = PyTuple_Pack(1, base);
+    if (bases == NULL) {
+        return NULL;
+    }
+    PyObject *cls = PyType_FromSpecWithBases(&spec, bases);
+    Py_DECREF(bases);
+    if (cls == NULL) {
+        return NULL;
+    }
+    checked_task_base_init = ((PyTypeObject *)base)->tp_init;
+    Py_INCREF(pure_init);
+    checked_task_pure_init = pure_init;
+    return cls;
+}
+#endif
+
 /* ------------------------------------------------------------------------ */
 /* InContext: a protocol callback bound to its connection's context (ctxloop/_connections.py) */
 
@@ -1601,6 +1696,10 @@ static PyMethodDef module_methods[] = {
 #if BINDS_CONTEXT
     {"bind_task", (PyCFunction)(void (*)(void))bind_task, METH_FASTCALL,
      "bind_task(coro, context): the checks of S6/S7, then a TaskCoroutine."},
+#endif
+#if NATIVE_TASK
+    {"checked_task_class", (PyCFunction)checked_task_class, METH_VARARGS,
+     "checked_task_class(base, pure_init, name): ctxloop's Task class with a compiled __init__ (3.12+)."},
 #endif
     {"setup", (PyCFunction)(void (*)(void))setup, METH_VARARGS | METH_KEYWORDS,
      "setup(*, check_task_context): the pure-Python check the fast paths fall back to."},

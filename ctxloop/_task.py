@@ -69,10 +69,12 @@ if sys.version_info >= (3, 12):
         ) -> None:
             if context is not None:
                 check_task_context(context, _eager(eager_start, loop))
-            super().__init__(coro, loop=loop, name=name, context=context, eager_start=eager_start)  # type: ignore[arg-type]
+            # Not super(): the compiled class below calls this function with its own instances.
+            _task_init(self, coro, loop=loop, name=name, context=context, eager_start=eager_start)  # type: ignore[arg-type]
             if self._source_traceback:  # type: ignore[attr-defined]
                 strip_own_frames(self._source_traceback)  # type: ignore[attr-defined]
 
+    _task_init = asyncio.Task.__init__
     _Task = asyncio.Task
 
 elif sys.version_info >= (3, 11):
@@ -163,3 +165,16 @@ else:
             __init__ = asyncio.Task.__init__
 
     _Task.__name__ = _Task.__qualname__ = "Task"  # repr() shows <Task ...>
+
+
+# --- optional accelerator (ctxloop/_speedups.c; chosen once in _accel.py) ---
+# From 3.12 Task becomes a class made in C, the same subclass of asyncio's Task
+# with a compiled __init__: a call with one coroutine and asyncio's keywords,
+# whose context (if any) is a Context entered nowhere, is asyncio's own
+# __init__ (nothing to check); every other call is the __init__ above.
+from ._accel import speedups as _speedups  # noqa: E402 - after what it wraps
+
+if _speedups is not None and sys.version_info >= (3, 12):
+    _PureTask = Task
+    Task = _speedups.checked_task_class(asyncio.Task, _PureTask.__init__, f"{__name__}.Task")  # type: ignore[misc]
+    Task.__doc__ = _PureTask.__doc__

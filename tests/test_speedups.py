@@ -25,7 +25,7 @@ import pytest
 from conftest import LOOPS, RLOOP_NO_DEBUG
 
 import ctxloop
-from ctxloop import _accel, _binding, _checks, _create
+from ctxloop import _accel, _binding, _checks, _create, _task
 from ctxloop._loop import is_ctxloop_loop
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,17 +132,22 @@ async def _settle(task: Any) -> Tuple[Any, ...]:
 
 
 def _both(
-    loop: Any, make_args: Callable[[], Tuple[Tuple[Any, ...], dict]], compiled: Any = None, on_loop: bool = True
+    loop: Any,
+    make_args: Callable[[], Tuple[Tuple[Any, ...], dict]],
+    compiled: Any = None,
+    on_loop: bool = True,
+    pure: Any = None,
 ) -> List[Tuple[Any, ...]]:
     """The outcome of a compiled function and of its pure twin for fresh copies of the same arguments.
 
     *compiled* is create_task_on (called with *loop* first) unless given; with
     ``on_loop=False`` it is called without the loop, inside the running *loop*.
+    The pure twin is *pure*, or the compiled one's ``__wrapped__``.
     """
     compiled = _create.create_task_on if compiled is None else compiled
     lead = (loop,) if on_loop else ()
     results = []
-    for function in (compiled, getattr(compiled, "__wrapped__", compiled)):
+    for function in (compiled, getattr(compiled, "__wrapped__", compiled) if pure is None else pure):
         args, kwargs = make_args()
 
         async def run(args: Tuple[Any, ...] = args, kwargs: dict = kwargs, function: Any = function) -> Any:
@@ -307,12 +312,14 @@ def test_compiled_create_task_on_strips_its_callers_frames_in_debug_mode(loop_na
             ctxloop.create_task(_child(), context=contextvars.copy_context()),
             create(_child()),
             create(_child(), context=contextvars.copy_context()),  # type: ignore[call-arg]
+            ctxloop.Task(_child()),
+            ctxloop.Task(_child(), context=contextvars.copy_context()),
         ]
         await asyncio.gather(*tasks)
         return [t._source_traceback[-1].name for t in tasks]  # type: ignore[attr-defined]
 
     try:
-        assert loop.run_until_complete(main()) == ["main"] * 4
+        assert loop.run_until_complete(main()) == ["main"] * 6
     finally:
         loop.close()
 
@@ -400,6 +407,78 @@ def test_compiled_task_factory_refuses_a_context_another_thread_holds_as_the_pur
         thread.join(10)
         loop.close()
     assert compiled == pure and compiled[:2] == ("raised", RuntimeError), compiled
+
+
+# ctxloop.Task (3.12+): the class with a compiled __init__ vs the pure class.
+
+
+def _task_cases() -> List[Tuple[str, Callable[[], Tuple[Tuple[Any, ...], dict]]]]:
+    ctx = contextvars.copy_context
+    return [
+        *_cases(),
+        ("eager_start", lambda: ((_child(),), {"context": ctx(), "eager_start": True})),
+        ("eager_start=None", lambda: ((_child(),), {"context": None, "eager_start": None})),
+        ("eager, not a Context", lambda: ((_child(),), {"context": [], "eager_start": True})),
+        ("coro keyword", lambda: ((), {"coro": _child()})),
+        ("everything", lambda: ((_child(),), {"loop": None, "name": "t", "context": ctx(), "eager_start": False})),
+    ]
+
+
+@needs_compiled_factory
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("loop_name", LOOPS)
+@pytest.mark.parametrize("case", [name for name, _ in _task_cases()])
+def test_compiled_task_does_what_the_pure_class_does(loop_name: str, case: str) -> None:
+    make_args = dict(_task_cases())[case]
+    loop = ctxloop.new_event_loop(loop_name)
+    try:
+        compiled, pure = _both(loop, make_args, ctxloop.Task, on_loop=False, pure=_task._PureTask)
+    finally:
+        loop.close()
+    assert compiled == pure
+
+
+@needs_compiled_factory
+@pytest.mark.timeout(30)
+def test_compiled_task_refuses_a_context_another_thread_holds_and_keeps_its_subclasses() -> None:
+    ctx = contextvars.copy_context()
+    entered, release = threading.Event(), threading.Event()
+    thread = threading.Thread(target=lambda: ctx.run(lambda: (entered.set(), release.wait(10))))
+    thread.start()
+    entered.wait(10)
+    loop = ctxloop.new_event_loop()
+    try:
+        compiled, pure = _both(
+            loop, lambda: ((_child(),), {"context": ctx}), ctxloop.Task, on_loop=False, pure=_task._PureTask
+        )
+    finally:
+        release.set()
+        thread.join(10)
+    assert compiled == pure and compiled[:2] == ("raised", RuntimeError), compiled
+
+    class Mine(ctxloop.Task):  # type: ignore[misc, valid-type]
+        def __init__(self, coro: Any, **kwargs: Any) -> None:
+            super().__init__(coro, **kwargs)
+            self.mine = True
+
+    async def main() -> Any:
+        task = Mine(_child(), context=contextvars.copy_context())
+        return type(task).__name__, task.mine, await task, isinstance(task, asyncio.Task)
+
+    try:
+        assert loop.run_until_complete(main()) == ("Mine", True, "child", True)
+    finally:
+        loop.close()
+
+
+@needs_compiled_factory
+def test_compiled_task_looks_like_the_pure_class() -> None:
+    compiled, pure = ctxloop.Task, _task._PureTask
+    for attribute in ("__name__", "__qualname__", "__module__", "__doc__"):
+        assert getattr(compiled, attribute) == getattr(pure, attribute)
+    assert compiled.__mro__[1:] == pure.__mro__[1:] and compiled.__mro__[1] is asyncio.Task
+    assert list(inspect.signature(compiled).parameters) == list(inspect.signature(pure).parameters)
+    assert pickle.loads(pickle.dumps(compiled)) is compiled
 
 
 @needs_compiled_factory
