@@ -130,7 +130,15 @@ class _Connection:
 
     def lost(self, exc: Any = None) -> None:
         """After connection_lost, the last callback: the bound callbacks go (they hold the protocol)."""
-        _unbind(self)
+        # The bound callbacks hold the protocol (a cycle through its own attributes).
+        protocol = self.protocol
+        if getattr(protocol, _BOUND, None) is self:
+            delattr(protocol, _BOUND)
+            for name in self.bound:
+                try:
+                    delattr(protocol, name)
+                except AttributeError:
+                    pass
         self.transport = None
 
     def switched(self, *args: Any) -> None:
@@ -198,19 +206,6 @@ def in_context(  # noqa: PLR0917 - the compiled twin takes them positionally, as
     return bound
 
 
-def _callback(connection: _Connection, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
-    after: Optional[Callable[..., None]]
-    if name == "connection_made":
-        mode, after = AFTER_MADE, None
-    elif name == "connection_lost":
-        mode, after = AFTER_CALL, connection.lost
-    elif name in _DATA and connection.follow:
-        mode, after = AFTER_SWITCH, connection.switched
-    else:
-        mode, after = AFTER_NOTHING, None
-    return in_context(connection.context, method, connection, after, mode, connection.copies)
-
-
 _BOUND = "_ctxloop_connection"
 
 
@@ -260,8 +255,13 @@ def _bind(connection: _Connection) -> bool:
     # setattr/getattr, never the protocol's __dict__: reading __dict__ turns
     # the inline attribute values of CPython 3.11+ into a real dict, after which
     # every attribute access of the protocol's own code is slower.
+    # Once per connection, and on its side of a new connection's cost: no helper
+    # function is called here but the first time a protocol class is seen.
     protocol = connection.protocol
-    plan = _plan(type(protocol), connection.left)
+    cls = type(protocol)
+    plan = _plans.get((cls, connection.left))
+    if plan is None:
+        plan = _plan(cls, connection.left)
     if not plan:
         return True
     try:
@@ -269,28 +269,23 @@ def _bind(connection: _Connection) -> bool:
     except AttributeError:
         return False  # no instance dictionary (__slots__, a C type): left as it is
     bound = []
+    context, copies = connection.context, connection.copies
     for name, function in plan:
         method = getattr(protocol, name)
         if getattr(method, "__func__", None) is not function:
             continue  # an instance attribute of the protocol's own: left as it is
-        setattr(protocol, name, _callback(connection, name, method))
+        if name == "connection_made":
+            callback = in_context(context, method, connection, None, AFTER_MADE, copies)
+        elif name == "connection_lost":
+            callback = in_context(context, method, connection, connection.lost, AFTER_CALL, copies)
+        elif name in _DATA and connection.follow:
+            callback = in_context(context, method, connection, connection.switched, AFTER_SWITCH, copies)
+        else:
+            callback = in_context(context, method, connection, None, AFTER_NOTHING, copies)
+        setattr(protocol, name, callback)
         bound.append(name)
     connection.bound = tuple(bound)
     return True
-
-
-def _unbind(connection: _Connection) -> None:
-    # The bound callbacks hold the protocol (a cycle through its own
-    # attributes): the last callback of a connection removes them.
-    protocol = connection.protocol
-    if _bound_to(protocol) is not connection:
-        return
-    delattr(protocol, _BOUND)
-    for name in connection.bound:
-        try:
-            delattr(protocol, name)
-        except AttributeError:
-            pass
 
 
 def bind_protocol(protocol: Any, context: contextvars.Context, mechanism: str = "protocol") -> Any:
@@ -302,13 +297,24 @@ def bind_protocol(protocol: Any, context: contextvars.Context, mechanism: str = 
 # --- the loop's entry points ---
 
 
+# (loop class, name) -> the function past ctxloop's classes. Two threads may
+# both look one up (free-threaded CPython): they find the same function, and a
+# dict's own operations are atomic. ctxloop's loop classes live as long as the
+# process already (they are cached where they are made).
+_next_functions: Dict[Tuple[type, str], Any] = {}
+
+
 def next_function(cls: type, name: str) -> Any:
     """The function *name* of the loop class *cls* as its base loop class has it (past ctxloop's own classes)."""
+    function = _next_functions.get((cls, name))
+    if function is not None:
+        return function
     for klass in cls.__mro__:
         if "_ctxloop_class" in klass.__dict__:
             continue
         function = klass.__dict__.get(name)
         if function is not None:
+            _next_functions[(cls, name)] = function
             return function
     raise AttributeError(f"{cls.__name__} has no {name}()")  # pragma: no cover - not a loop
 
@@ -316,7 +322,10 @@ def next_function(cls: type, name: str) -> Any:
 def next_method(loop: Any, name: str) -> Any:
     """*loop*'s method *name* as its base loop class has it: past ctxloop's classes and instance attributes."""
     cls = type(loop)
-    return next_function(cls, name).__get__(loop, cls)
+    function = _next_functions.get((cls, name))
+    if function is None:
+        function = next_function(cls, name)
+    return function.__get__(loop, cls)
 
 
 class _ServerFactory:
