@@ -179,10 +179,12 @@ def chain_task_factory(inner: Optional[TaskFactory]) -> TaskFactory:
 
 
 # --- optional accelerator (ctxloop/_speedups.c; chosen once in _accel.py) ---
-# From 3.12 task_factory becomes a compiled callable: a call with (loop, coro)
+# From 3.11 task_factory becomes a compiled callable: a call with (loop, coro)
 # and keywords, whose context (if any) is a Context entered nowhere, makes
-# asyncio's Task in C; every other call is handed to the function above.
+# the Task the function above makes, in C; every other call is handed to it.
 from ._accel import speedups as _speedups  # noqa: E402 - after what it wraps
 
-if _speedups is not None and sys.version_info >= (3, 12):
-    task_factory = _speedups.TaskFactory(task_factory, _NativeTask, strip_own_frames)
+if _speedups is not None and sys.version_info >= (3, 11):
+    task_factory = _speedups.TaskFactory(
+        task_factory, _NativeTask if sys.version_info >= (3, 12) else _Task, strip_own_frames
+    )

@@ -597,9 +597,9 @@ typedef struct {
     PyObject *tasks_dict; /* asyncio.tasks.__dict__ (3.12+; else NULL) */
 } CreateTaskObject;
 
-#if NATIVE_TASK
+#if !BINDS_CONTEXT
 /* ("loop",) + kwnames, for the few keyword tuples a program's call sites use
-   (3.14+: create_task's keywords; 3.12+: a task factory's). */
+   (3.14+: create_task's keywords; 3.11+: a task factory's). */
 #define KW_CACHE 8
 static PyObject *kw_cache_key[KW_CACHE], *kw_cache_value[KW_CACHE];
 static int kw_cache_next;
@@ -1246,15 +1246,15 @@ static PyTypeObject RunningCreateTask_Type = {
     .tp_new = running_create_task_new,
 };
 
-#if NATIVE_TASK
+#if !BINDS_CONTEXT
 /* ------------------------------------------------------------------------ */
-/* TaskFactory: ctxloop.task_factory on 3.12+, a loop's task factory
+/* TaskFactory: ctxloop.task_factory on 3.11+, a loop's task factory
  * factory(loop, coro, **kwargs), without the Python frame and the keyword
  * dictionary of the pure function (its __wrapped__, which every call it does
  * not take is handed to, for that function's own errors):
  *
  *     check_task_context(context, ...)     # when a context is given
- *     task = asyncio.Task(coro, loop=loop, **kwargs)
+ *     task = Task(coro, loop=loop, **kwargs)    # asyncio's (3.12+), ctxloop's _Task (3.11)
  *
  * A context passed as None goes on to the Task, which then copies the current
  * context, as it does without one. */
@@ -1263,7 +1263,7 @@ typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
     PyObject *pure;      /* the pure-Python task_factory; first field after vectorcall, as in CreateTask */
-    PyObject *task_type; /* asyncio.Task as ctxloop found it at import */
+    PyObject *task_type; /* asyncio.Task as ctxloop found it at import (3.12+), ctxloop's _Task (3.11) */
     PyObject *strip;     /* strip_own_frames(source_traceback) */
 } TaskFactoryObject;
 
@@ -1796,7 +1796,7 @@ PyInit__speedups(void)
         Py_DECREF(module);
         return NULL;
     }
-#if NATIVE_TASK
+#if !BINDS_CONTEXT
     TaskFactory_Type.tp_call = PyVectorcall_Call;
     TaskFactory_Type.tp_getattro = PyObject_GenericGetAttr;
     if (PyType_Ready(&TaskFactory_Type) < 0) {

@@ -328,7 +328,10 @@ def test_compiled_create_task_on_strips_its_callers_frames_in_debug_mode(loop_na
 # task_factory (3.12+): compiled vs pure, called as loops call it.
 
 needs_compiled_factory = pytest.mark.skipif(
-    not COMPILED or sys.version_info < (3, 12), reason="the compiled task factory exists on CPython 3.12+"
+    not COMPILED or sys.version_info < (3, 11), reason="the compiled task factory exists on CPython 3.11+"
+)
+needs_compiled_task = pytest.mark.skipif(
+    not COMPILED or sys.version_info < (3, 12), reason="the compiled Task class exists on CPython 3.12+"
 )
 
 
@@ -424,7 +427,7 @@ def _task_cases() -> List[Tuple[str, Callable[[], Tuple[Tuple[Any, ...], dict]]]
     ]
 
 
-@needs_compiled_factory
+@needs_compiled_task
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("loop_name", LOOPS)
 @pytest.mark.parametrize("case", [name for name, _ in _task_cases()])
@@ -438,7 +441,7 @@ def test_compiled_task_does_what_the_pure_class_does(loop_name: str, case: str) 
     assert compiled == pure
 
 
-@needs_compiled_factory
+@needs_compiled_task
 @pytest.mark.timeout(30)
 def test_compiled_task_refuses_a_context_another_thread_holds_and_keeps_its_subclasses() -> None:
     ctx = contextvars.copy_context()
@@ -471,7 +474,7 @@ def test_compiled_task_refuses_a_context_another_thread_holds_and_keeps_its_subc
         loop.close()
 
 
-@needs_compiled_factory
+@needs_compiled_task
 def test_compiled_task_looks_like_the_pure_class() -> None:
     compiled, pure = ctxloop.Task, _task._PureTask
     for attribute in ("__name__", "__qualname__", "__module__", "__doc__"):
