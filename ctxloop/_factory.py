@@ -184,7 +184,7 @@ def chain_task_factory(inner: Optional[TaskFactory]) -> TaskFactory:
 # the Task the function above makes, in C; every other call is handed to it.
 from ._accel import speedups as _speedups  # noqa: E402 - after what it wraps
 
-if _speedups is not None and sys.version_info >= (3, 11):
-    task_factory = _speedups.TaskFactory(
-        task_factory, _NativeTask if sys.version_info >= (3, 12) else _Task, strip_own_frames
-    )
+if _speedups is not None and sys.version_info >= (3, 12):
+    task_factory = _speedups.TaskFactory(task_factory, _NativeTask, strip_own_frames)
+elif _speedups is not None and sys.version_info >= (3, 11):
+    task_factory = _speedups.TaskFactory(task_factory, _Task, strip_own_frames)
