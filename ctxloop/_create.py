@@ -25,7 +25,8 @@ make an ``asyncio.Task``; name the task), plus the checks of S6/S7, and:
 A loop class with a ``create_task`` of its own (instrumentation, say) keeps
 it: ctxloop calls it, after its checks, with the coroutine bound to the
 context on 3.8-3.10. Only asyncio's and uvloop's ``create_task`` are done here
-instead, which saves a Python frame per task.
+instead, which saves a Python frame per task, and before 3.11 rloop's, which
+is asyncio's written again (see ``_RLOOP_IS_ASYNCIO``).
 """
 
 from __future__ import annotations
