@@ -11,6 +11,7 @@ handling they share out (errors, factories, foreign loop classes, debug mode).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import os
@@ -19,7 +20,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable, ClassVar, List, Tuple
+from typing import Any, Callable, ClassVar, Iterator, List, Tuple
 
 import pytest
 from conftest import LOOPS, RLOOP_NO_DEBUG
@@ -324,8 +325,23 @@ def test_compiled_create_task_on_strips_its_callers_frames_in_debug_mode(loop_na
         loop.close()
 
 
+@contextlib.contextmanager
+def _entered_in_another_thread() -> Iterator[contextvars.Context]:
+    """A fresh Context that another thread is inside of for the duration of the block."""
+    ctx = contextvars.copy_context()
+    entered, release = threading.Event(), threading.Event()
+    thread = threading.Thread(target=lambda: ctx.run(lambda: (entered.set(), release.wait(10))))
+    thread.start()
+    entered.wait(10)
+    try:
+        yield ctx
+    finally:
+        release.set()
+        thread.join(10)
+
+
 # --------------------------------------------------------------------------
-# task_factory (3.12+): compiled vs pure, called as loops call it.
+# task_factory (3.11+): compiled vs pure, called as loops call it.
 
 needs_compiled_factory = pytest.mark.skipif(
     not COMPILED or sys.version_info < (3, 11), reason="the compiled task factory exists on CPython 3.11+"
@@ -336,6 +352,7 @@ needs_compiled_task = pytest.mark.skipif(
 
 
 def _factory_cases() -> List[Tuple[str, Callable[[], Tuple[Tuple[Any, ...], dict]]]]:
+    """_cases(), and the keywords a task factory (and asyncio's Task) also takes."""
     ctx = contextvars.copy_context
     return [
         *_cases(),
@@ -397,17 +414,11 @@ def test_compiled_task_factory_as_a_loops_factory_strips_its_frames_in_debug_mod
 def test_compiled_task_factory_refuses_a_context_another_thread_holds_as_the_pure_one(
     loop_name: str, base_loop_factory: Callable[[], asyncio.AbstractEventLoop]
 ) -> None:
-    ctx = contextvars.copy_context()
-    entered, release = threading.Event(), threading.Event()
-    thread = threading.Thread(target=lambda: ctx.run(lambda: (entered.set(), release.wait(10))))
-    thread.start()
-    entered.wait(10)
     loop = base_loop_factory()
     try:
-        compiled, pure = _both(loop, lambda: ((_child(),), {"context": ctx}), ctxloop.task_factory)
+        with _entered_in_another_thread() as ctx:
+            compiled, pure = _both(loop, lambda: ((_child(),), {"context": ctx}), ctxloop.task_factory)
     finally:
-        release.set()
-        thread.join(10)
         loop.close()
     assert compiled == pure and compiled[:2] == ("raised", RuntimeError), compiled
 
@@ -418,11 +429,7 @@ def test_compiled_task_factory_refuses_a_context_another_thread_holds_as_the_pur
 def _task_cases() -> List[Tuple[str, Callable[[], Tuple[Tuple[Any, ...], dict]]]]:
     ctx = contextvars.copy_context
     return [
-        *_cases(),
-        ("eager_start", lambda: ((_child(),), {"context": ctx(), "eager_start": True})),
-        ("eager_start=None", lambda: ((_child(),), {"context": None, "eager_start": None})),
-        ("eager, not a Context", lambda: ((_child(),), {"context": [], "eager_start": True})),
-        ("coro keyword", lambda: ((), {"coro": _child()})),
+        *_factory_cases(),
         ("everything", lambda: ((_child(),), {"loop": None, "name": "t", "context": ctx(), "eager_start": False})),
     ]
 
@@ -444,19 +451,11 @@ def test_compiled_task_does_what_the_pure_class_does(loop_name: str, case: str) 
 @needs_compiled_task
 @pytest.mark.timeout(30)
 def test_compiled_task_refuses_a_context_another_thread_holds_and_keeps_its_subclasses() -> None:
-    ctx = contextvars.copy_context()
-    entered, release = threading.Event(), threading.Event()
-    thread = threading.Thread(target=lambda: ctx.run(lambda: (entered.set(), release.wait(10))))
-    thread.start()
-    entered.wait(10)
     loop = ctxloop.new_event_loop()
-    try:
+    with _entered_in_another_thread() as ctx:
         compiled, pure = _both(
             loop, lambda: ((_child(),), {"context": ctx}), ctxloop.Task, on_loop=False, pure=_task._PureTask
         )
-    finally:
-        release.set()
-        thread.join(10)
     assert compiled == pure and compiled[:2] == ("raised", RuntimeError), compiled
 
     class Mine(ctxloop.Task):  # type: ignore[misc, valid-type]
