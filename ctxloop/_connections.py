@@ -322,10 +322,7 @@ def next_function(cls: type, name: str) -> Any:
 def next_method(loop: Any, name: str) -> Any:
     """*loop*'s method *name* as its base loop class has it: past ctxloop's classes and instance attributes."""
     cls = type(loop)
-    function = _next_functions.get((cls, name))
-    if function is None:
-        function = next_function(cls, name)
-    return function.__get__(loop, cls)
+    return next_function(cls, name).__get__(loop, cls)
 
 
 class _ServerFactory:
