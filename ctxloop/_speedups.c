@@ -693,17 +693,9 @@ open_without_factory(PyObject *loop, int is_asyncio)
     return none;
 }
 
-/* if task._source_traceback: strip_own_frames(task._source_traceback) (debug mode); return task (stolen) */
-static PyObject *stripped_with(PyObject *strip, PyObject *task);
-
+/* if task._source_traceback: strip(task._source_traceback) (debug mode); return task (stolen) */
 static PyObject *
-stripped(CreateTaskObject *self, PyObject *task)
-{
-    return stripped_with(self->strip, task);
-}
-
-static PyObject *
-stripped_with(PyObject *strip, PyObject *task)
+stripped(PyObject *strip, PyObject *task)
 {
     if (task == NULL) {
         return NULL;
@@ -883,7 +875,7 @@ create_task_vectorcall(CreateTaskObject *self, PyObject *const *args, size_t nar
         if (uvloop_create_task == NULL && (uvloop_create_task = find_uvloop_create_task(self)) == NULL) {
             return NULL;
         }
-        return stripped(self, CALL(uvloop_create_task, args, nargsf, kwnames));
+        return stripped(self->strip, CALL(uvloop_create_task, args, nargsf, kwnames));
     }
 #endif
     int plain = open_without_factory(loop, is_asyncio);
@@ -970,7 +962,7 @@ create_task_vectorcall(CreateTaskObject *self, PyObject *const *args, size_t nar
     task = CALL(self->task_type, stack + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, keywords);
     Py_DECREF(keywords);
 #endif
-    return stripped(self, task);
+    return stripped(self->strip, task);
 }
 
 static PyObject *
@@ -1112,23 +1104,109 @@ static PyTypeObject CreateTask_Type = {
 
 
 /* ------------------------------------------------------------------------ */
-/* RunningCreateTask: ctxloop.create_task(coro, **kwargs), i.e.
- * create_task_on(asyncio.get_running_loop(), coro, **kwargs), without the
- * Python frame of the pure function (its __wrapped__, which every call it
- * does not take is handed to, for that function's own errors). */
+/* A compiled twin of a module-level function: RunningCreateTask and
+ * TaskFactory. It holds the pure-Python function (its __wrapped__, which
+ * every call the compiled one does not take is handed to, for that
+ * function's own errors; first field after vectorcall, as in CreateTask) and
+ * two objects of its own, given to Type(pure, first, second); it looks like
+ * and pickles as the pure function. */
 
 typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
-    PyObject *pure;             /* the pure-Python create_task; first field after vectorcall, as in CreateTask */
-    PyObject *create_task_on;   /* the compiled create_task_on */
-    PyObject *get_running_loop; /* asyncio.get_running_loop */
-} RunningCreateTaskObject;
+    PyObject *pure;
+    PyObject *first;
+    PyObject *second;
+} TwinObject;
+
+/* tp_new of a twin type: *format* is "OOO:<its name>", *vectorcall* its call. */
+static PyObject *
+twin_new(PyTypeObject *type, PyObject *args, PyObject *kwargs, const char *format, vectorcallfunc vectorcall)
+{
+    PyObject *pure, *first, *second;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_Format(PyExc_TypeError, "%s() takes no keyword arguments", format + 4);
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, format, &pure, &first, &second)) {
+        return NULL;
+    }
+    TwinObject *self = (TwinObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = vectorcall;
+    Py_INCREF(pure);
+    self->pure = pure;
+    Py_INCREF(first);
+    self->first = first;
+    Py_INCREF(second);
+    self->second = second;
+    return (PyObject *)self;
+}
+
+static int
+twin_traverse(TwinObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->pure);
+    Py_VISIT(self->first);
+    Py_VISIT(self->second);
+    return 0;
+}
+
+static int
+twin_clear(TwinObject *self)
+{
+    Py_CLEAR(self->pure);
+    Py_CLEAR(self->first);
+    Py_CLEAR(self->second);
+    return 0;
+}
+
+static void
+twin_dealloc(TwinObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    twin_clear(self);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static PyObject *
+twin_repr(TwinObject *self)
+{
+    PyObject *name = PyObject_GetAttrString(self->pure, "__name__");
+    if (name == NULL) {
+        return NULL;
+    }
+    PyObject *repr = PyUnicode_FromFormat("<compiled %U of ctxloop (pure: %R)>", name, self->pure);
+    Py_DECREF(name);
+    return repr;
+}
+
+static PyGetSetDef twin_getset[] = {
+    PURE("__name__"),
+    PURE("__qualname__"),
+    PURE("__module__"),
+    PURE("__doc__"),
+    {"__wrapped__", (getter)create_task_wrapped, NULL, "the pure-Python function", NULL},
+    {NULL},
+};
+
+static PyMethodDef twin_methods[] = {
+    {"__reduce__", (PyCFunction)create_task_reduce, METH_NOARGS, "pickled by name, as the function"},
+    {NULL},
+};
+
+/* ------------------------------------------------------------------------ */
+/* RunningCreateTask: ctxloop.create_task(coro, **kwargs), i.e.
+ * create_task_on(asyncio.get_running_loop(), coro, **kwargs), without the
+ * Python frame of the pure function. first: the compiled create_task_on;
+ * second: asyncio.get_running_loop. */
 
 #define RUNNING_MAX_KEYWORDS 6 /* more: the pure function */
 
 static PyObject *
-running_create_task_vectorcall(RunningCreateTaskObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+running_create_task_vectorcall(TwinObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
     Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
     if (PyVectorcall_NARGS(nargsf) != 1 || nkw > RUNNING_MAX_KEYWORDS) {
@@ -1143,7 +1221,7 @@ running_create_task_vectorcall(RunningCreateTaskObject *self, PyObject *const *a
         }
     }
 #endif
-    PyObject *loop = CALL(self->get_running_loop, NULL, 0, NULL);
+    PyObject *loop = CALL(self->second, NULL, 0, NULL);
     if (loop == NULL) {
         return NULL;
     }
@@ -1154,7 +1232,7 @@ running_create_task_vectorcall(RunningCreateTaskObject *self, PyObject *const *a
     for (Py_ssize_t i = 0; i < 1 + nkw; i++) {
         stack[2 + i] = args[i];
     }
-    PyObject *task = CALL(self->create_task_on, stack + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, kwnames);
+    PyObject *task = CALL(self->first, stack + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, kwnames);
     Py_DECREF(loop);
     return task;
 }
@@ -1162,87 +1240,22 @@ running_create_task_vectorcall(RunningCreateTaskObject *self, PyObject *const *a
 static PyObject *
 running_create_task_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    PyObject *pure, *create_task_on, *get_running_loop;
-    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
-        PyErr_SetString(PyExc_TypeError, "RunningCreateTask() takes no keyword arguments");
-        return NULL;
-    }
-    if (!PyArg_ParseTuple(args, "OOO:RunningCreateTask", &pure, &create_task_on, &get_running_loop)) {
-        return NULL;
-    }
-    RunningCreateTaskObject *self = (RunningCreateTaskObject *)type->tp_alloc(type, 0);
-    if (self == NULL) {
-        return NULL;
-    }
-    self->vectorcall = (vectorcallfunc)running_create_task_vectorcall;
-    Py_INCREF(pure);
-    self->pure = pure;
-    Py_INCREF(create_task_on);
-    self->create_task_on = create_task_on;
-    Py_INCREF(get_running_loop);
-    self->get_running_loop = get_running_loop;
-    return (PyObject *)self;
+    return twin_new(type, args, kwargs, "OOO:RunningCreateTask", (vectorcallfunc)running_create_task_vectorcall);
 }
-
-static int
-running_create_task_traverse(RunningCreateTaskObject *self, visitproc visit, void *arg)
-{
-    Py_VISIT(self->pure);
-    Py_VISIT(self->create_task_on);
-    Py_VISIT(self->get_running_loop);
-    return 0;
-}
-
-static int
-running_create_task_clear(RunningCreateTaskObject *self)
-{
-    Py_CLEAR(self->pure);
-    Py_CLEAR(self->create_task_on);
-    Py_CLEAR(self->get_running_loop);
-    return 0;
-}
-
-static void
-running_create_task_dealloc(RunningCreateTaskObject *self)
-{
-    PyObject_GC_UnTrack(self);
-    running_create_task_clear(self);
-    Py_TYPE(self)->tp_free(self);
-}
-
-static PyObject *
-running_create_task_repr(RunningCreateTaskObject *self)
-{
-    return PyUnicode_FromFormat("<compiled create_task of ctxloop (pure: %R)>", self->pure);
-}
-
-static PyGetSetDef running_create_task_getset[] = {
-    PURE("__name__"),
-    PURE("__qualname__"),
-    PURE("__module__"),
-    PURE("__doc__"),
-    {"__wrapped__", (getter)create_task_wrapped, NULL, "the pure-Python create_task", NULL},
-    {NULL},
-};
-
-static PyMethodDef running_create_task_methods[] = {
-    {"__reduce__", (PyCFunction)create_task_reduce, METH_NOARGS, "pickled by name, as the function"},
-    {NULL},
-};
 
 static PyTypeObject RunningCreateTask_Type = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "ctxloop._speedups.RunningCreateTask",
-    .tp_basicsize = sizeof(RunningCreateTaskObject),
-    .tp_dealloc = (destructor)running_create_task_dealloc,
-    .tp_vectorcall_offset = offsetof(RunningCreateTaskObject, vectorcall),
-    .tp_repr = (reprfunc)running_create_task_repr,
+    .tp_basicsize = sizeof(TwinObject),
+    .tp_dealloc = (destructor)twin_dealloc,
+    .tp_vectorcall_offset = offsetof(TwinObject, vectorcall),
+    .tp_repr = (reprfunc)twin_repr,
     /* tp_call, tp_getattro: set in PyInit__speedups, as for CreateTask. */
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | TPFLAGS_VECTORCALL,
-    .tp_traverse = (traverseproc)running_create_task_traverse,
-    .tp_clear = (inquiry)running_create_task_clear,
-    .tp_getset = running_create_task_getset,
-    .tp_methods = running_create_task_methods,
+    .tp_traverse = (traverseproc)twin_traverse,
+    .tp_clear = (inquiry)twin_clear,
+    .tp_getset = twin_getset,
+    .tp_methods = twin_methods,
     .tp_new = running_create_task_new,
 };
 
@@ -1250,25 +1263,17 @@ static PyTypeObject RunningCreateTask_Type = {
 /* ------------------------------------------------------------------------ */
 /* TaskFactory: ctxloop.task_factory on 3.11+, a loop's task factory
  * factory(loop, coro, **kwargs), without the Python frame and the keyword
- * dictionary of the pure function (its __wrapped__, which every call it does
- * not take is handed to, for that function's own errors):
+ * dictionary of the pure function:
  *
  *     check_task_context(context, ...)     # when a context is given
  *     task = Task(coro, loop=loop, **kwargs)    # asyncio's (3.12+), ctxloop's _Task (3.11)
  *
- * A context passed as None goes on to the Task, which then copies the current
- * context, as it does without one. */
-
-typedef struct {
-    PyObject_HEAD
-    vectorcallfunc vectorcall;
-    PyObject *pure;      /* the pure-Python task_factory; first field after vectorcall, as in CreateTask */
-    PyObject *task_type; /* asyncio.Task as ctxloop found it at import (3.12+), ctxloop's _Task (3.11) */
-    PyObject *strip;     /* strip_own_frames(source_traceback) */
-} TaskFactoryObject;
+ * first: that Task class (asyncio.Task as ctxloop found it at import on
+ * 3.12+); second: strip_own_frames. A context passed as None goes on to the
+ * Task, which then copies the current context, as it does without one. */
 
 static PyObject *
-task_factory_vectorcall(TaskFactoryObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+task_factory_vectorcall(TwinObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
@@ -1297,95 +1302,30 @@ task_factory_vectorcall(TaskFactoryObject *self, PyObject *const *args, size_t n
     for (Py_ssize_t i = 0; i < nkw; i++) {
         stack[3 + i] = args[nargs + i];
     }
-    PyObject *task = CALL(self->task_type, stack + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, keywords);
+    PyObject *task = CALL(self->first, stack + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, keywords);
     Py_DECREF(keywords);
-    return stripped_with(self->strip, task);
+    return stripped(self->second, task);
 }
 
 static PyObject *
 task_factory_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    PyObject *pure, *task_type, *strip;
-    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
-        PyErr_SetString(PyExc_TypeError, "TaskFactory() takes no keyword arguments");
-        return NULL;
-    }
-    if (!PyArg_ParseTuple(args, "OOO:TaskFactory", &pure, &task_type, &strip)) {
-        return NULL;
-    }
-    TaskFactoryObject *self = (TaskFactoryObject *)type->tp_alloc(type, 0);
-    if (self == NULL) {
-        return NULL;
-    }
-    self->vectorcall = (vectorcallfunc)task_factory_vectorcall;
-    Py_INCREF(pure);
-    self->pure = pure;
-    Py_INCREF(task_type);
-    self->task_type = task_type;
-    Py_INCREF(strip);
-    self->strip = strip;
-    return (PyObject *)self;
+    return twin_new(type, args, kwargs, "OOO:TaskFactory", (vectorcallfunc)task_factory_vectorcall);
 }
-
-static int
-task_factory_traverse(TaskFactoryObject *self, visitproc visit, void *arg)
-{
-    Py_VISIT(self->pure);
-    Py_VISIT(self->task_type);
-    Py_VISIT(self->strip);
-    return 0;
-}
-
-static int
-task_factory_clear(TaskFactoryObject *self)
-{
-    Py_CLEAR(self->pure);
-    Py_CLEAR(self->task_type);
-    Py_CLEAR(self->strip);
-    return 0;
-}
-
-static void
-task_factory_dealloc(TaskFactoryObject *self)
-{
-    PyObject_GC_UnTrack(self);
-    task_factory_clear(self);
-    Py_TYPE(self)->tp_free(self);
-}
-
-static PyObject *
-task_factory_repr(TaskFactoryObject *self)
-{
-    return PyUnicode_FromFormat("<compiled task_factory of ctxloop (pure: %R)>", self->pure);
-}
-
-static PyGetSetDef task_factory_getset[] = {
-    PURE("__name__"),
-    PURE("__qualname__"),
-    PURE("__module__"),
-    PURE("__doc__"),
-    {"__wrapped__", (getter)create_task_wrapped, NULL, "the pure-Python task_factory", NULL},
-    {NULL},
-};
-
-static PyMethodDef task_factory_methods[] = {
-    {"__reduce__", (PyCFunction)create_task_reduce, METH_NOARGS, "pickled by name, as the function"},
-    {NULL},
-};
 
 static PyTypeObject TaskFactory_Type = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "ctxloop._speedups.TaskFactory",
-    .tp_basicsize = sizeof(TaskFactoryObject),
-    .tp_dealloc = (destructor)task_factory_dealloc,
-    .tp_vectorcall_offset = offsetof(TaskFactoryObject, vectorcall),
-    .tp_repr = (reprfunc)task_factory_repr,
+    .tp_basicsize = sizeof(TwinObject),
+    .tp_dealloc = (destructor)twin_dealloc,
+    .tp_vectorcall_offset = offsetof(TwinObject, vectorcall),
+    .tp_repr = (reprfunc)twin_repr,
     /* tp_call, tp_getattro: set in PyInit__speedups, as for CreateTask. */
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | TPFLAGS_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
-    .tp_traverse = (traverseproc)task_factory_traverse,
-    .tp_clear = (inquiry)task_factory_clear,
-    .tp_getset = task_factory_getset,
-    .tp_methods = task_factory_methods,
+    .tp_traverse = (traverseproc)twin_traverse,
+    .tp_clear = (inquiry)twin_clear,
+    .tp_getset = twin_getset,
+    .tp_methods = twin_methods,
     .tp_descr_get = create_task_get,
     .tp_new = task_factory_new,
 };
