@@ -124,11 +124,38 @@ call_method0(PyObject *obj, PyObject *name)
 #endif
 }
 
-static int
-same_name(PyObject *key, PyObject *name)
+enum keyword { KW_OTHER, KW_CONTEXT, KW_NAME, KW_EAGER_START, KW_LOOP, KW_CORO };
+
+/* Which keyword ctxloop reads *key* is. A call site's keywords are interned, as these names are, so
+   identity with each of them comes first: comparing text is for keywords built at run time. */
+static enum keyword
+keyword_of(PyObject *key)
 {
-    /* Keywords of a call site are interned, like *name*: identity first. */
-    return key == name || (PyUnicode_Check(key) && PyUnicode_Compare(key, name) == 0);
+    if (key == s_context) {
+        return KW_CONTEXT;
+    }
+    if (key == s_name) {
+        return KW_NAME;
+    }
+    if (key == s_eager_start) {
+        return KW_EAGER_START;
+    }
+    if (key == s_loop) {
+        return KW_LOOP;
+    }
+    if (key == s_coro) {
+        return KW_CORO;
+    }
+    if (!PyUnicode_Check(key)) {
+        return KW_OTHER;
+    }
+    PyObject *const names[] = {s_context, s_name, s_eager_start, s_loop, s_coro};
+    for (int i = 0; i < 5; i++) {
+        if (PyUnicode_Compare(key, names[i]) == 0) {
+            return (enum keyword)(KW_CONTEXT + i);
+        }
+    }
+    return KW_OTHER;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -612,6 +639,25 @@ static PyMutex kw_cache_mutex;
 #define KW_CACHE_UNLOCK()
 #endif
 
+/* A call through f(**kwargs) gets a new keyword-name tuple each time (CPython makes one from the
+   dictionary), with the same interned strings in it: compare the names, not the tuple. */
+static inline int
+same_keywords(PyObject *key, PyObject *kwnames, Py_ssize_t n)
+{
+    if (key == kwnames) {
+        return 1;
+    }
+    if (key == NULL || PyTuple_GET_SIZE(key) != n) {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (PyTuple_GET_ITEM(key, i) != PyTuple_GET_ITEM(kwnames, i)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* ("loop",) + kwnames, as a new reference, or NULL with the error set. */
 static PyObject *
 with_loop(PyObject *kwnames)
@@ -620,9 +666,10 @@ with_loop(PyObject *kwnames)
         Py_INCREF(kw_loop);
         return kw_loop;
     }
+    Py_ssize_t n = PyTuple_GET_SIZE(kwnames);
     KW_CACHE_LOCK();
     for (int i = 0; i < KW_CACHE; i++) {
-        if (kw_cache_key[i] == kwnames) {
+        if (same_keywords(kw_cache_key[i], kwnames, n)) {
             PyObject *hit = kw_cache_value[i];
             Py_INCREF(hit);
             KW_CACHE_UNLOCK();
@@ -630,7 +677,6 @@ with_loop(PyObject *kwnames)
         }
     }
     KW_CACHE_UNLOCK();
-    Py_ssize_t n = PyTuple_GET_SIZE(kwnames);
     PyObject *value = PyTuple_New(n + 1);
     if (value == NULL) {
         return NULL;
@@ -796,26 +842,27 @@ create_task_vectorcall(CreateTaskObject *self, PyObject *const *args, size_t nar
 #endif
     int plain_keywords = 1; /* only context= and name=None (the uvloop route of 3.12+) */
     for (Py_ssize_t i = 0; i < nkw; i++) {
-        PyObject *key = PyTuple_GET_ITEM(kwnames, i), *value = args[nargs + i];
-        if (same_name(key, s_context)) {
+        PyObject *value = args[nargs + i];
+        enum keyword keyword = keyword_of(PyTuple_GET_ITEM(kwnames, i));
+        if (keyword == KW_CONTEXT) {
             context = value;
         }
-        else if (value == Py_None && same_name(key, s_name)) {
+        else if (value == Py_None && keyword == KW_NAME) {
             /* the default */
         }
 #if ANY_KEYWORDS
-        else if (same_name(key, s_eager_start)) {
+        else if (keyword == KW_EAGER_START) {
             eager = value;
             plain_keywords = 0;
         }
-        else if (same_name(key, s_loop)) {
+        else if (keyword == KW_LOOP) {
             return create_task_slow(self, args, nargsf, kwnames); /* Task's own error */
         }
         else {
             plain_keywords = 0;
         }
 #else
-        else if (same_name(key, s_name)) {
+        else if (keyword == KW_NAME) {
             name = value;
             plain_keywords = 0;
         }
@@ -1215,8 +1262,8 @@ running_create_task_vectorcall(TwinObject *self, PyObject *const *args, size_t n
 #if !ANY_KEYWORDS
     /* create_task(coro, *, name=None, context=None): any other keyword is the pure function's error */
     for (Py_ssize_t i = 0; i < nkw; i++) {
-        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
-        if (!same_name(key, s_context) && !same_name(key, s_name)) {
+        enum keyword keyword = keyword_of(PyTuple_GET_ITEM(kwnames, i));
+        if (keyword != KW_CONTEXT && keyword != KW_NAME) {
             return CALL(self->pure, args, nargsf, kwnames);
         }
     }
@@ -1281,11 +1328,12 @@ task_factory_vectorcall(TwinObject *self, PyObject *const *args, size_t nargsf, 
         return CALL(self->pure, args, nargsf, kwnames);
     }
     for (Py_ssize_t i = 0; i < nkw; i++) {
-        PyObject *key = PyTuple_GET_ITEM(kwnames, i), *value = args[nargs + i];
-        if (same_name(key, s_loop) || same_name(key, s_coro)) {
+        PyObject *value = args[nargs + i];
+        enum keyword keyword = keyword_of(PyTuple_GET_ITEM(kwnames, i));
+        if (keyword == KW_LOOP || keyword == KW_CORO) {
             return CALL(self->pure, args, nargsf, kwnames); /* the signature's own error */
         }
-        if (value != Py_None && same_name(key, s_context)) {
+        if (value != Py_None && keyword == KW_CONTEXT) {
             /* A Context entered nowhere passes the check whatever eager_start= says; any
                other (one to refuse, or one entered) is the pure function's, with its errors. */
             int entered = PyContext_CheckExact(value) ? context_entered(value) : 1;
@@ -1352,7 +1400,8 @@ checked_task_init(PyObject *self, PyObject *args, PyObject *kwds)
         PyObject *key, *value;
         /* kwds is the call's own new dictionary: no other thread sees it */
         while (plain && PyDict_Next(kwds, &pos, &key, &value)) {
-            if (same_name(key, s_context)) {
+            enum keyword keyword = keyword_of(key);
+            if (keyword == KW_CONTEXT) {
                 if (value != Py_None) {
                     int entered = PyContext_CheckExact(value) ? context_entered(value) : 1;
                     if (entered < 0) {
@@ -1361,7 +1410,7 @@ checked_task_init(PyObject *self, PyObject *args, PyObject *kwds)
                     plain = entered == 0;
                 }
             }
-            else if (!same_name(key, s_loop) && !same_name(key, s_name) && !same_name(key, s_eager_start)) {
+            else if (keyword != KW_LOOP && keyword != KW_NAME && keyword != KW_EAGER_START) {
                 plain = 0;
             }
         }

@@ -178,7 +178,16 @@ def _cases() -> List[Tuple[str, Callable[[], Tuple[Tuple[Any, ...], dict]]]]:
         ("no coroutine", lambda: ((), {"context": ctx()})),
         ("two positional", lambda: ((_child(), "x"), {})),
         ("loop keyword", lambda: ((_child(),), {"loop": None})),
+        ("keywords made at run time", lambda: ((_child(),), {_made("name"): None, _made("context"): ctx()})),
+        ("loop keyword made at run time", lambda: ((_child(),), {_made("loop"): None})),
     ]
+
+
+def _made(keyword: str) -> str:
+    """*keyword* as a new string, not the interned one a call site's keyword is."""
+    made = "".join(list(keyword))
+    assert made is not keyword
+    return made
 
 
 @needs_compiled
