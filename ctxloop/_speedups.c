@@ -1379,45 +1379,24 @@ static PyTypeObject TaskFactory_Type = {
 };
 #endif
 
-#if NATIVE_TASK
 /* ------------------------------------------------------------------------ */
-/* checked_task_class(base, pure_init, name): ctxloop.Task on 3.12+, a subclass
- * of asyncio's Task whose __init__ is C: with one positional argument and
- * asyncio's keywords, and a context (if any) that is a Context entered
- * nowhere, it is asyncio's own __init__ (nothing to check); any other call is
- * the pure-Python __init__'s (pure_init(self, *args, **kwargs)), for its
- * checks and its errors. Made once, when ctxloop._task is imported. */
+/* checked_task_class(base, native, pure_init, name): ctxloop.Task with a
+ * compiled __init__, a subclass of *base* (asyncio.Task on 3.12+; before, the
+ * pure-Python ctxloop Task, for its get_context() and, before 3.11, its
+ * get_coro()). A call with one positional argument and asyncio's keywords,
+ * whose context (if any) is a Context entered nowhere, is *native*'s own
+ * __init__ (asyncio.Task's, in C): nothing to check; before 3.11, where
+ * asyncio's Task takes no context=, a native coroutine is first bound to the
+ * context, as the pure __init__ binds it. Any other call is the pure-Python
+ * __init__'s (pure_init(self, *args, **kwargs)), for its checks and its
+ * errors. Made once, when ctxloop._task is imported. */
 
 static PyObject *checked_task_pure_init; /* set once, before the class exists */
-static initproc checked_task_base_init;
+static initproc checked_task_native_init;
 
 static int
-checked_task_init(PyObject *self, PyObject *args, PyObject *kwds)
+checked_task_pure(PyObject *self, PyObject *args, PyObject *kwds)
 {
-    int plain = PyTuple_GET_SIZE(args) == 1;
-    if (plain && kwds != NULL) {
-        Py_ssize_t pos = 0;
-        PyObject *key, *value;
-        /* kwds is the call's own new dictionary: no other thread sees it */
-        while (plain && PyDict_Next(kwds, &pos, &key, &value)) {
-            enum keyword keyword = keyword_of(key);
-            if (keyword == KW_CONTEXT) {
-                if (value != Py_None) {
-                    int entered = PyContext_CheckExact(value) ? context_entered(value) : 1;
-                    if (entered < 0) {
-                        return -1;
-                    }
-                    plain = entered == 0;
-                }
-            }
-            else if (keyword != KW_LOOP && keyword != KW_NAME && keyword != KW_EAGER_START) {
-                plain = 0;
-            }
-        }
-    }
-    if (plain) {
-        return checked_task_base_init(self, args, kwds);
-    }
     Py_ssize_t n = PyTuple_GET_SIZE(args);
     PyObject *full = PyTuple_New(n + 1);
     if (full == NULL) {
@@ -1439,16 +1418,113 @@ checked_task_init(PyObject *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
+#if BINDS_CONTEXT
+/* asyncio.Task.__init__(self, coro or bind_task(coro, context), loop=loop, name=name), the keywords
+   that were given (context= is not asyncio's here). */
+static int
+checked_task_bound_init(PyObject *self, PyObject *coro, PyObject *context, PyObject *loop, PyObject *name)
+{
+    PyObject *bound = context == Py_None ? (Py_INCREF(coro), coro) : bind_task_impl(coro, context);
+    if (bound == NULL) {
+        return -1;
+    }
+    PyObject *args = PyTuple_Pack(1, bound);
+    Py_DECREF(bound);
+    if (args == NULL) {
+        return -1;
+    }
+    PyObject *kwds = NULL;
+    if (loop != NULL || name != NULL) {
+        kwds = PyDict_New();
+        if (kwds == NULL || (loop != NULL && PyDict_SetItem(kwds, s_loop, loop) < 0) ||
+            (name != NULL && PyDict_SetItem(kwds, s_name, name) < 0)) {
+            Py_DECREF(args);
+            Py_XDECREF(kwds);
+            return -1;
+        }
+    }
+    int result = checked_task_native_init(self, args, kwds);
+    Py_DECREF(args);
+    Py_XDECREF(kwds);
+    return result;
+}
+#endif
+
+static int
+checked_task_init(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    int plain = PyTuple_GET_SIZE(args) == 1;
+    PyObject *context = NULL; /* context=, if given */
+#if BINDS_CONTEXT
+    PyObject *loop = NULL, *name = NULL;
+#endif
+    if (plain && kwds != NULL) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        /* Read only: a caller in C may pass a dictionary of its own. */
+        while (plain && PyDict_Next(kwds, &pos, &key, &value)) {
+            switch (keyword_of(key)) {
+            case KW_CONTEXT:
+                context = value;
+                break;
+#if BINDS_CONTEXT
+            case KW_LOOP:
+                loop = value;
+                break;
+            case KW_NAME:
+                name = value;
+                break;
+#else
+            case KW_LOOP:
+            case KW_NAME:
+                break;
+#endif
+#if NATIVE_TASK
+            case KW_EAGER_START:
+                break;
+#endif
+            default:
+                plain = 0; /* a keyword asyncio's Task does not take here: the pure __init__'s error */
+            }
+        }
+    }
+    if (plain && context != NULL && context != Py_None) {
+        int entered = PyContext_CheckExact(context) ? context_entered(context) : 1;
+        if (entered < 0) {
+            return -1;
+        }
+        plain = entered == 0;
+#if BINDS_CONTEXT
+        /* anything but a native coroutine: the pure __init__ says what is wrong with it */
+        plain = plain && PyCoro_CheckExact(PyTuple_GET_ITEM(args, 0));
+#endif
+    }
+    if (!plain) {
+        return checked_task_pure(self, args, kwds);
+    }
+#if BINDS_CONTEXT
+    if (context != NULL) {
+        return checked_task_bound_init(self, PyTuple_GET_ITEM(args, 0), context, loop, name);
+    }
+#endif
+    return checked_task_native_init(self, args, kwds);
+}
+
 static PyObject *
 checked_task_class(PyObject *module, PyObject *args)
 {
-    PyObject *base, *pure_init;
+    PyObject *base, *native, *pure_init;
     const char *name;
-    if (!PyArg_ParseTuple(args, "O!Os:checked_task_class", &PyType_Type, &base, &pure_init, &name)) {
+    if (!PyArg_ParseTuple(args, "O!O!Os:checked_task_class", &PyType_Type, &base, &PyType_Type, &native, &pure_init,
+                          &name)) {
         return NULL;
     }
     if (checked_task_pure_init != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "checked_task_class() is called once, by ctxloop._task");
+        return NULL;
+    }
+    if (!PyType_IsSubtype((PyTypeObject *)base, (PyTypeObject *)native)) {
+        PyErr_Format(PyExc_TypeError, "checked_task_class(): %R is not a subclass of %R", base, native);
         return NULL;
     }
     PyType_Slot slots[] = {{Py_tp_init, (void *)checked_task_init}, {0, NULL}};
@@ -1468,12 +1544,11 @@ checked_task_class(PyObject *module, PyObject *args)
     if (cls == NULL) {
         return NULL;
     }
-    checked_task_base_init = ((PyTypeObject *)base)->tp_init;
+    checked_task_native_init = ((PyTypeObject *)native)->tp_init;
     Py_INCREF(pure_init);
     checked_task_pure_init = pure_init;
     return cls;
 }
-#endif
 
 /* ------------------------------------------------------------------------ */
 /* InContext: a protocol callback bound to its connection's context (ctxloop/_connections.py) */
@@ -1686,10 +1761,8 @@ static PyMethodDef module_methods[] = {
     {"bind_task", (PyCFunction)(void (*)(void))bind_task, METH_FASTCALL,
      "bind_task(coro, context): the checks of S6/S7, then a TaskCoroutine."},
 #endif
-#if NATIVE_TASK
     {"checked_task_class", (PyCFunction)checked_task_class, METH_VARARGS,
-     "checked_task_class(base, pure_init, name): ctxloop's Task class with a compiled __init__ (3.12+)."},
-#endif
+     "checked_task_class(base, native, pure_init, name): ctxloop's Task class with a compiled __init__."},
     {"setup", (PyCFunction)(void (*)(void))setup, METH_VARARGS | METH_KEYWORDS,
      "setup(*, check_task_context): the pure-Python check the fast paths fall back to."},
     {NULL},

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import os
 import sys
 from typing import TYPE_CHECKING, Any, Coroutine, List, Optional
@@ -102,16 +103,6 @@ elif sys.version_info >= (3, 11):
             """Return the Context this task runs in (the given one, or its copy)."""
             return context_slot(self)
 
-    class _Task(Task):
-        # The Task ctxloop makes once the context is checked: asyncio's C
-        # __init__ (a slot wrapper assigned here becomes the C tp_init), so
-        # no Python frame runs to create it.
-        __slots__ = ()
-        if not TYPE_CHECKING:  # mypy: the signature is Task's
-            __init__ = asyncio.Task.__init__
-
-    _Task.__name__ = _Task.__qualname__ = "Task"  # repr() shows <Task ...>
-
 else:
 
     class Task(asyncio.Task):  # type: ignore[no-redef, type-arg]
@@ -156,25 +147,33 @@ else:
                 return coro._context
             return context_slot(self)
 
-    class _Task(Task):  # type: ignore[no-redef]
-        # The Task ctxloop makes once the coroutine is bound: asyncio's C
-        # __init__ (a slot wrapper assigned here becomes the C tp_init), so
-        # no Python frame runs to create it.
+
+# --- optional accelerator (ctxloop/_speedups.c; chosen once in _accel.py) ---
+# Task becomes a class made in C, a subclass of asyncio's Task (3.12+) or of
+# the class above (before, for the methods it adds) with a compiled __init__:
+# a call with one coroutine and asyncio's keywords, whose context (if any) is a
+# Context entered nowhere, is asyncio's own __init__ (nothing to check; before
+# 3.11 the coroutine bound to the context first); every other call is the
+# __init__ above.
+from ._accel import speedups as _speedups  # noqa: E402 - after what it wraps
+
+_PureTask = Task
+if _speedups is not None:
+    Task = _speedups.checked_task_class(  # type: ignore[misc]
+        asyncio.Task if sys.version_info >= (3, 12) else _PureTask, asyncio.Task, _PureTask.__init__, f"{__name__}.Task"
+    )
+    Task.__doc__ = _PureTask.__doc__
+    # What inspect shows is the pure __init__'s (before 3.12 asyncio's C __init__ has no context=).
+    Task.__signature__ = inspect.signature(_PureTask)  # type: ignore[attr-defined]
+
+if sys.version_info < (3, 12):
+
+    class _Task(Task):  # type: ignore[no-redef, valid-type, misc]
+        # The Task ctxloop makes once the context is checked (before 3.11: once
+        # the coroutine is bound): asyncio's C __init__ (a slot wrapper assigned
+        # here becomes the C tp_init), so no Python frame runs to create it.
         __slots__ = ()
         if not TYPE_CHECKING:  # mypy: the signature is Task's
             __init__ = asyncio.Task.__init__
 
     _Task.__name__ = _Task.__qualname__ = "Task"  # repr() shows <Task ...>
-
-
-# --- optional accelerator (ctxloop/_speedups.c; chosen once in _accel.py) ---
-# From 3.12 Task becomes a class made in C, the same subclass of asyncio's Task
-# with a compiled __init__: a call with one coroutine and asyncio's keywords,
-# whose context (if any) is a Context entered nowhere, is asyncio's own
-# __init__ (nothing to check); every other call is the __init__ above.
-from ._accel import speedups as _speedups  # noqa: E402 - after what it wraps
-
-if _speedups is not None and sys.version_info >= (3, 12):
-    _PureTask = Task
-    Task = _speedups.checked_task_class(asyncio.Task, _PureTask.__init__, f"{__name__}.Task")  # type: ignore[misc]
-    Task.__doc__ = _PureTask.__doc__
