@@ -179,12 +179,13 @@ def chain_task_factory(inner: Optional[TaskFactory]) -> TaskFactory:
 
 
 # --- optional accelerator (ctxloop/_speedups.c; chosen once in _accel.py) ---
-# From 3.11 task_factory becomes a compiled callable: a call with (loop, coro)
-# and keywords, whose context (if any) is a Context entered nowhere, makes
-# the Task the function above makes, in C; every other call is handed to it.
+# task_factory becomes a compiled callable: a call with (loop, coro) and
+# keywords, whose context (if any) is a Context entered nowhere, makes the
+# Task the function above makes, in C (before 3.11: with context= as its only
+# keyword, a native coroutine bound to it); every other call is handed to it.
 from ._accel import speedups as _speedups  # noqa: E402 - after what it wraps
 
 if _speedups is not None and sys.version_info >= (3, 12):
     task_factory = _speedups.TaskFactory(task_factory, _NativeTask, strip_own_frames)
-elif _speedups is not None and sys.version_info >= (3, 11):
+elif _speedups is not None:
     task_factory = _speedups.TaskFactory(task_factory, _Task, strip_own_frames)

@@ -1306,19 +1306,48 @@ static PyTypeObject RunningCreateTask_Type = {
     .tp_new = running_create_task_new,
 };
 
-#if !BINDS_CONTEXT
 /* ------------------------------------------------------------------------ */
-/* TaskFactory: ctxloop.task_factory on 3.11+, a loop's task factory
+/* TaskFactory: ctxloop.task_factory, a loop's task factory
  * factory(loop, coro, **kwargs), without the Python frame and the keyword
  * dictionary of the pure function:
  *
  *     check_task_context(context, ...)     # when a context is given
  *     task = Task(coro, loop=loop, **kwargs)    # asyncio's (3.12+), ctxloop's _Task (3.11)
+ *     task = _Task(coro or bind_task(coro, context), loop=loop)    # 3.8-3.10: no keyword but context=
  *
  * first: that Task class (asyncio.Task as ctxloop found it at import on
  * 3.12+); second: strip_own_frames. A context passed as None goes on to the
  * Task, which then copies the current context, as it does without one. */
 
+#if BINDS_CONTEXT
+static PyObject *
+task_factory_vectorcall(TwinObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    /* Only (loop, coro) and (loop, coro, context=...): with name= (or a keyword refused) the pure
+       function makes a ctxloop.Task, with its errors. */
+    PyObject *context = NULL;
+    if (PyVectorcall_NARGS(nargsf) != 2 || (kwnames != NULL && (PyTuple_GET_SIZE(kwnames) != 1 ||
+                                                                 keyword_of(PyTuple_GET_ITEM(kwnames, 0)) != KW_CONTEXT))) {
+        return CALL(self->pure, args, nargsf, kwnames);
+    }
+    if (kwnames != NULL && args[2] != Py_None) {
+        context = args[2];
+        /* anything but a Context entered nowhere and a native coroutine: the pure function's */
+        int entered = PyContext_CheckExact(context) ? context_entered(context) : 1;
+        if (entered != 0 || !PyCoro_CheckExact(args[1])) {
+            return entered < 0 ? NULL : CALL(self->pure, args, nargsf, kwnames);
+        }
+    }
+    PyObject *bound = context == NULL ? (Py_INCREF(args[1]), args[1]) : bind_task_impl(args[1], context);
+    if (bound == NULL) {
+        return NULL;
+    }
+    PyObject *stack[3] = {NULL, bound, args[0]};
+    PyObject *task = CALL(self->first, stack + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, kw_loop);
+    Py_DECREF(bound);
+    return stripped(self->second, task);
+}
+#else
 static PyObject *
 task_factory_vectorcall(TwinObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
@@ -1354,6 +1383,7 @@ task_factory_vectorcall(TwinObject *self, PyObject *const *args, size_t nargsf, 
     Py_DECREF(keywords);
     return stripped(self->second, task);
 }
+#endif
 
 static PyObject *
 task_factory_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
@@ -1377,7 +1407,6 @@ static PyTypeObject TaskFactory_Type = {
     .tp_descr_get = create_task_get,
     .tp_new = task_factory_new,
 };
-#endif
 
 /* ------------------------------------------------------------------------ */
 /* checked_task_class(base, native, pure_init, name): ctxloop.Task with a
@@ -1858,7 +1887,6 @@ PyInit__speedups(void)
         Py_DECREF(module);
         return NULL;
     }
-#if !BINDS_CONTEXT
     TaskFactory_Type.tp_call = PyVectorcall_Call;
     TaskFactory_Type.tp_getattro = PyObject_GenericGetAttr;
     if (PyType_Ready(&TaskFactory_Type) < 0) {
@@ -1871,7 +1899,6 @@ PyInit__speedups(void)
         Py_DECREF(module);
         return NULL;
     }
-#endif
     InContext_Type.tp_call = PyVectorcall_Call;
     InContext_Type.tp_getattro = PyObject_GenericGetAttr;
     if (PyType_Ready(&InContext_Type) < 0) {
