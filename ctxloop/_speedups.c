@@ -108,9 +108,9 @@ dict_get_ref(PyObject *dict, PyObject *key, PyObject **value)
 /* Interned names. */
 static PyObject *s_loop, *s_name, *s_context, *s_eager_start, *s__closed, *s__task_factory, *s_is_closed,
     *s_get_task_factory, *s__source_traceback, *s_send, *s_throw, *s_close, *s_is_running, *s_create_task, *s_Task,
-    *s_coro;
+    *s_coro, *s_set_name;
 /* Keyword tuples for the Task call. */
-static PyObject *kw_loop, *kw_loop_name, *kw_loop_name_context, *kw_name_context;
+static PyObject *kw_loop, *kw_loop_name, *kw_loop_name_context, *kw_name_context, *kw_context;
 /* Set by setup(): the pure-Python check_task_context. */
 static PyObject *pure_check_task_context;
 
@@ -714,9 +714,10 @@ create_task_slow(CreateTaskObject *self, PyObject *const *args, size_t nargsf, P
     return CALL(self->pure, args, nargsf, kwnames);
 }
 
-/* 1: the loop is open and has no task factory; 0: it has one; -1: error (closed loop included). */
+/* 1: the loop is open and has no task factory; 0: it has one, a new reference in *factory; -1: error
+   (closed loop included). */
 static int
-open_without_factory(PyObject *loop, int is_asyncio)
+open_without_factory(PyObject *loop, int is_asyncio, PyObject **factory_out)
 {
     PyObject *closed = is_asyncio ? PyObject_GetAttr(loop, s__closed) : call_method0(loop, s_is_closed);
     if (closed == NULL) {
@@ -734,9 +735,51 @@ open_without_factory(PyObject *loop, int is_asyncio)
     if (factory == NULL) {
         return -1;
     }
-    int none = factory == Py_None;
-    Py_DECREF(factory);
-    return none;
+    if (factory == Py_None) {
+        Py_DECREF(factory);
+        return 1;
+    }
+    *factory_out = factory;
+    return 0;
+}
+
+static PyTypeObject TaskFactory_Type;
+
+/* The loop's task factory is ctxloop's own task_factory: what the pure function does with it, without
+ * its Python frame (the factory itself, compiled, makes the task):
+ *
+ *     task = factory(loop, coro) or factory(loop, coro, context=context)    # 3.8-3.13
+ *     if name is not None: task.set_name(name)
+ *     task = factory(loop, coro, **kwargs)                                  # 3.14+
+ *
+ * From 3.11 the pure function checks the context before calling the factory: a Context entered
+ * nowhere passes; any other is left to it, with its errors. *name* is NULL on 3.14+. */
+static PyObject *
+own_factory_task(CreateTaskObject *self, PyObject *factory, PyObject *const *args, size_t nargsf, PyObject *kwnames,
+                 PyObject *context, PyObject *name)
+{
+#if !BINDS_CONTEXT
+    if (context != NULL) {
+        int entered = PyContext_CheckExact(context) ? context_entered(context) : 1;
+        if (entered != 0) {
+            return entered < 0 ? NULL : create_task_slow(self, args, nargsf, kwnames);
+        }
+    }
+#endif
+#if ANY_KEYWORDS
+    return CALL(factory, args, nargsf, kwnames);
+#else
+    PyObject *stack[4] = {NULL, args[0], args[1], context};
+    PyObject *task = CALL(factory, stack + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, context == NULL ? NULL : kw_context);
+    if (task != NULL && name != Py_None) {
+        PyObject *done = PyObject_CallMethodObjArgs(task, s_set_name, name, NULL);
+        if (done == NULL) {
+            Py_CLEAR(task);
+        }
+        Py_XDECREF(done);
+    }
+    return task;
+#endif
 }
 
 /* if task._source_traceback: strip(task._source_traceback) (debug mode); return task (stolen) */
@@ -906,11 +949,15 @@ create_task_vectorcall(CreateTaskObject *self, PyObject *const *args, size_t nar
        name=None): the Task ctxloop makes is asyncio's own, made exactly as
        uvloop's C create_task makes it, so that method makes it (it checks that
        the loop is open). */
+    int factory_set = 0;
     if (!is_asyncio && plain_keywords) {
         int plain = no_factory(loop);
-        if (plain <= 0) {
-            return plain < 0 ? NULL : create_task_slow(self, args, nargsf, kwnames);
+        if (plain < 0) {
+            return NULL;
         }
+        factory_set = plain == 0; /* the loop must be open: as on asyncio's loop, below */
+    }
+    if (!is_asyncio && plain_keywords && !factory_set) {
         if (context != NULL) {
             PyObject *checked = checked_context(context, NULL);
             if (checked == NULL) {
@@ -925,9 +972,27 @@ create_task_vectorcall(CreateTaskObject *self, PyObject *const *args, size_t nar
         return stripped(self->strip, CALL(uvloop_create_task, args, nargsf, kwnames));
     }
 #endif
-    int plain = open_without_factory(loop, is_asyncio);
-    if (plain <= 0) {
-        return plain < 0 ? NULL : create_task_slow(self, args, nargsf, kwnames);
+    PyObject *factory = NULL;
+    int plain = open_without_factory(loop, is_asyncio, &factory);
+    if (plain < 0) {
+        return NULL;
+    }
+    if (plain == 0) {
+        /* ctxloop's own task_factory is called as the pure function calls it; any other factory is the
+           pure function's */
+        PyObject *task;
+        if (Py_TYPE(factory) == &TaskFactory_Type) {
+#if ANY_KEYWORDS
+            task = own_factory_task(self, factory, args, nargsf, kwnames, context, NULL);
+#else
+            task = own_factory_task(self, factory, args, nargsf, kwnames, context, name);
+#endif
+        }
+        else {
+            task = create_task_slow(self, args, nargsf, kwnames);
+        }
+        Py_DECREF(factory);
+        return task;
     }
 #if NATIVE_TASK
     /* asyncio's create_task makes asyncio.tasks.Task as it is at the call (a
@@ -1164,6 +1229,7 @@ typedef struct {
     PyObject *pure;
     PyObject *first;
     PyObject *second;
+    PyObject *weakreflist; /* weakly referenceable, as the function it stands for */
 } TwinObject;
 
 /* tp_new of a twin type: *format* is "OOO:<its name>", *vectorcall* its call. */
@@ -1214,6 +1280,9 @@ static void
 twin_dealloc(TwinObject *self)
 {
     PyObject_GC_UnTrack(self);
+    if (self->weakreflist != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)self);
+    }
     twin_clear(self);
     Py_TYPE(self)->tp_free(self);
 }
@@ -1294,6 +1363,7 @@ static PyTypeObject RunningCreateTask_Type = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "ctxloop._speedups.RunningCreateTask",
     .tp_basicsize = sizeof(TwinObject),
+    .tp_weaklistoffset = offsetof(TwinObject, weakreflist),
     .tp_dealloc = (destructor)twin_dealloc,
     .tp_vectorcall_offset = offsetof(TwinObject, vectorcall),
     .tp_repr = (reprfunc)twin_repr,
@@ -1395,6 +1465,7 @@ static PyTypeObject TaskFactory_Type = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "ctxloop._speedups.TaskFactory",
     .tp_basicsize = sizeof(TwinObject),
+    .tp_weaklistoffset = offsetof(TwinObject, weakreflist),
     .tp_dealloc = (destructor)twin_dealloc,
     .tp_vectorcall_offset = offsetof(TwinObject, vectorcall),
     .tp_repr = (reprfunc)twin_repr,
@@ -1822,14 +1893,17 @@ PyInit__speedups(void)
         intern(&s__source_traceback, "_source_traceback") < 0 || intern(&s_send, "send") < 0 ||
         intern(&s_throw, "throw") < 0 || intern(&s_close, "close") < 0 || intern(&s_is_running, "is_running") < 0 ||
         intern(&s_create_task, "create_task") < 0 || intern(&s_Task, "Task") < 0 || intern(&s_transport, "transport") < 0 ||
-        intern(&s_get_protocol, "get_protocol") < 0 || intern(&s_coro, "coro") < 0) {
+        intern(&s_get_protocol, "get_protocol") < 0 || intern(&s_coro, "coro") < 0 ||
+        intern(&s_set_name, "set_name") < 0) {
         return NULL;
     }
     kw_loop = PyTuple_Pack(1, s_loop);
     kw_loop_name = PyTuple_Pack(2, s_loop, s_name);
     kw_loop_name_context = PyTuple_Pack(3, s_loop, s_name, s_context);
     kw_name_context = PyTuple_Pack(2, s_name, s_context);
-    if (kw_loop == NULL || kw_loop_name == NULL || kw_loop_name_context == NULL || kw_name_context == NULL) {
+    kw_context = PyTuple_Pack(1, s_context);
+    if (kw_loop == NULL || kw_loop_name == NULL || kw_loop_name_context == NULL || kw_name_context == NULL ||
+        kw_context == NULL) {
         return NULL;
     }
     CreateTask_Type.tp_call = PyVectorcall_Call;

@@ -19,6 +19,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import weakref
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator, List, Tuple
 
@@ -249,6 +250,27 @@ def test_compiled_create_task_on_does_what_the_pure_function_does(loop_name: str
 @needs_compiled
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("loop_name", LOOPS)
+@pytest.mark.parametrize("case", [name for name, _ in _cases()])
+def test_compiled_create_task_on_with_ctxloops_own_factory_does_what_the_pure_function_does(
+    loop_name: str, case: str
+) -> None:
+    # The compiled create_task calls ctxloop's own (compiled) task_factory itself, as the pure one does.
+    make_args = dict(_cases())[case]
+    loop = ctxloop.new_event_loop(loop_name)
+    loop.set_task_factory(ctxloop.task_factory)
+    try:
+        compiled, pure = _both(loop, make_args)
+        with _entered_in_another_thread() as ctx:
+            held = _both(loop, lambda: ((_child(),), {"context": ctx, "name": "held"}))
+    finally:
+        loop.close()
+    assert compiled == pure
+    assert held[0] == held[1] and held[0][:2] == ("raised", RuntimeError), held
+
+
+@needs_compiled
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("loop_name", LOOPS)
 def test_compiled_create_task_on_with_a_factory_a_closed_loop_and_a_foreign_class(loop_name: str) -> None:
     calls: List[Any] = []
 
@@ -420,7 +442,8 @@ def test_compiled_task_factory_as_a_loops_factory_strips_its_frames_in_debug_mod
         # factory is set, that one. A ctxloop loop's create_task calls the factory from a frame of
         # ctxloop's: the factory strips it.
         leaves = loop_name == "asyncio" and not is_ctxloop_loop(loop)
-        assert frames and [frame.name for frame in frames] == ["create_task" if leaves else "main"] * len(frames), frames
+        expected = "create_task" if leaves else "main"
+        assert frames and [frame.name for frame in frames] == [expected] * len(frames), frames
 
 
 @needs_compiled_factory
@@ -496,7 +519,8 @@ def test_compiled_task_looks_like_the_pure_class() -> None:
     if sys.version_info >= (3, 12):  # asyncio's Task has every method: the class adds only __init__
         assert compiled.__mro__[1:] == pure.__mro__[1:] and compiled.__mro__[1] is asyncio.Task
     else:  # the methods the pure class adds (get_context(); before 3.11, get_coro()) are inherited
-        assert compiled.__mro__[1:] == pure.__mro__ and compiled.__dict__.keys() <= {"__init__", "__doc__", "__module__", "__signature__"}
+        assert compiled.__mro__[1:] == pure.__mro__
+        assert compiled.__dict__.keys() <= {"__init__", "__doc__", "__module__", "__signature__"}
     assert list(inspect.signature(compiled).parameters) == list(inspect.signature(pure).parameters)
     assert pickle.loads(pickle.dumps(compiled)) is compiled
 
@@ -512,6 +536,7 @@ def test_compiled_task_factory_looks_like_the_pure_function() -> None:
     assert ctxloop.chain_task_factory(None) is compiled and ctxloop.chain_task_factory(compiled) is compiled
     for function in (compiled, ctxloop.create_task):
         assert pickle.loads(pickle.dumps(function)) is function
+        assert weakref.ref(function)() is function  # as a function is: a cache keyed on factories works
 
 
 @needs_compiled
