@@ -110,7 +110,7 @@ static PyObject *s_loop, *s_name, *s_context, *s_eager_start, *s__closed, *s__ta
     *s_get_task_factory, *s__source_traceback, *s_send, *s_throw, *s_close, *s_is_running, *s_create_task, *s_Task,
     *s_coro, *s_set_name;
 /* Keyword tuples for the Task call. */
-static PyObject *kw_loop, *kw_loop_name, *kw_loop_name_context, *kw_name_context, *kw_context;
+static PyObject *kw_loop, *kw_loop_name, *kw_loop_context, *kw_loop_name_context, *kw_name_context, *kw_context;
 /* Set by setup(): the pure-Python check_task_context. */
 static PyObject *pure_check_task_context;
 
@@ -1033,8 +1033,18 @@ create_task_vectorcall(CreateTaskObject *self, PyObject *const *args, size_t nar
         }
         Py_DECREF(checked);
     }
-    PyObject *stack[5] = {NULL, coro, loop, name, context != NULL ? context : Py_None};
-    task = CALL(self->task_type, stack + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, kw_loop_name_context);
+    /* name=None and context=None are the Task's defaults: not passed, fewer keywords for it to parse */
+    PyObject *stack[5] = {NULL, coro, loop}, *keywords;
+    if (name == Py_None) {
+        stack[3] = context;
+        keywords = context == NULL ? kw_loop : kw_loop_context;
+    }
+    else {
+        stack[3] = name;
+        stack[4] = context;
+        keywords = context == NULL ? kw_loop_name : kw_loop_name_context;
+    }
+    task = CALL(self->task_type, stack + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, keywords);
 #else
     /* check_task_context(context, bool(eager_start) and loop.is_running()); _Task(coro, loop=loop, **kwargs) */
     if (context != NULL) {
@@ -1902,8 +1912,9 @@ PyInit__speedups(void)
     kw_loop_name_context = PyTuple_Pack(3, s_loop, s_name, s_context);
     kw_name_context = PyTuple_Pack(2, s_name, s_context);
     kw_context = PyTuple_Pack(1, s_context);
+    kw_loop_context = PyTuple_Pack(2, s_loop, s_context);
     if (kw_loop == NULL || kw_loop_name == NULL || kw_loop_name_context == NULL || kw_name_context == NULL ||
-        kw_context == NULL) {
+        kw_context == NULL || kw_loop_context == NULL) {
         return NULL;
     }
     CreateTask_Type.tp_call = PyVectorcall_Call;
