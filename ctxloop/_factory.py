@@ -86,8 +86,9 @@ else:
         checked: S6, S7); ``eager_start=`` does not exist before 3.12.
         """
         if kwargs:  # name= (or a keyword Task refuses, with Task's own error)
-            return Task(coro, loop=loop, context=context, **kwargs)
-        task: Any = _Task(coro if context is None else bind_task(coro, context), loop=loop)
+            task: Any = Task(coro, loop=loop, context=context, **kwargs)
+        else:
+            task = _Task(coro if context is None else bind_task(coro, context), loop=loop)
         if task._source_traceback:  # type: ignore[attr-defined]
             strip_own_frames(task._source_traceback)  # type: ignore[attr-defined]
         return task  # type: ignore[no-any-return]

@@ -1637,9 +1637,16 @@ checked_task_class(PyObject *module, PyObject *args)
         PyErr_Format(PyExc_TypeError, "checked_task_class(): %R is not a subclass of %R", base, native);
         return NULL;
     }
+    /* Before 3.12 the type keeps the spec's name pointer as its tp_name (C reprs print it): a copy
+       that lives as long as the class, which is never freed. */
+    char *kept = PyMem_Malloc(strlen(name) + 1);
+    if (kept == NULL) {
+        return PyErr_NoMemory();
+    }
+    strcpy(kept, name);
     PyType_Slot slots[] = {{Py_tp_init, (void *)checked_task_init}, {0, NULL}};
     PyType_Spec spec = {
-        .name = name, /* copied into the type by PyType_FromSpecWithBases */
+        .name = kept,
         .basicsize = 0,
         .itemsize = 0,
         .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
@@ -1647,11 +1654,13 @@ checked_task_class(PyObject *module, PyObject *args)
     };
     PyObject *bases = PyTuple_Pack(1, base);
     if (bases == NULL) {
+        PyMem_Free(kept);
         return NULL;
     }
     PyObject *cls = PyType_FromSpecWithBases(&spec, bases);
     Py_DECREF(bases);
     if (cls == NULL) {
+        PyMem_Free(kept);
         return NULL;
     }
     checked_task_native_init = ((PyTypeObject *)native)->tp_init;

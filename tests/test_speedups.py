@@ -428,8 +428,10 @@ def test_compiled_task_factory_as_a_loops_factory_strips_its_frames_in_debug_mod
         tasks = [loop.create_task(_child())]
         if sys.version_info >= (3, 11) or is_ctxloop_loop(loop):  # a plain loop's has no context= before
             tasks.append(loop.create_task(_child(), context=contextvars.copy_context()))
-        await asyncio.gather(*tasks)
-        return [t._source_traceback[-1] for t in tasks]  # type: ignore[attr-defined]
+        # Called directly, with a keyword the compiled factory leaves to the pure function.
+        named = ctxloop.task_factory(loop, _child(), name="named")
+        await asyncio.gather(*tasks, named)
+        return [t._source_traceback[-1] for t in tasks] + [named._source_traceback[-1]]  # type: ignore[attr-defined]
 
     for loop in (base_loop_factory(), ctxloop.new_event_loop(loop_name)):
         loop.set_debug(True)
@@ -443,7 +445,7 @@ def test_compiled_task_factory_as_a_loops_factory_strips_its_frames_in_debug_mod
         # ctxloop's: the factory strips it.
         leaves = loop_name == "asyncio" and not is_ctxloop_loop(loop)
         expected = "create_task" if leaves else "main"
-        assert frames and [frame.name for frame in frames] == [expected] * len(frames), frames
+        assert [frame.name for frame in frames] == [expected] * (len(frames) - 1) + ["main"], frames
 
 
 @needs_compiled_factory
@@ -523,6 +525,18 @@ def test_compiled_task_looks_like_the_pure_class() -> None:
         assert compiled.__dict__.keys() <= {"__init__", "__doc__", "__module__", "__signature__"}
     assert list(inspect.signature(compiled).parameters) == list(inspect.signature(pure).parameters)
     assert pickle.loads(pickle.dumps(compiled)) is compiled
+
+    async def main() -> str:  # asyncio's C repr prints the class's C-level name
+        task = compiled(_child())
+        text = repr(task)
+        await task
+        return text
+
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(main()).startswith("<Task pending name=")
+    finally:
+        loop.close()
 
 
 @needs_compiled_factory
