@@ -186,7 +186,5 @@ def chain_task_factory(inner: Optional[TaskFactory]) -> TaskFactory:
 # keyword, a native coroutine bound to it); every other call is handed to it.
 from ._accel import speedups as _speedups  # noqa: E402 - after what it wraps
 
-if _speedups is not None and sys.version_info >= (3, 12):
-    task_factory = _speedups.TaskFactory(task_factory, _NativeTask, strip_own_frames)
-elif _speedups is not None:
+if _speedups is not None:
     task_factory = _speedups.TaskFactory(task_factory, _Task, strip_own_frames)

@@ -714,10 +714,9 @@ create_task_slow(CreateTaskObject *self, PyObject *const *args, size_t nargsf, P
     return CALL(self->pure, args, nargsf, kwnames);
 }
 
-/* 1: the loop is open and has no task factory; 0: it has one, a new reference in *factory; -1: error
-   (closed loop included). */
+/* 0: the loop is open; -1: it is closed (RuntimeError set), or the check failed. */
 static int
-open_without_factory(PyObject *loop, int is_asyncio, PyObject **factory_out)
+check_open(PyObject *loop, int is_asyncio)
 {
     PyObject *closed = is_asyncio ? PyObject_GetAttr(loop, s__closed) : call_method0(loop, s_is_closed);
     if (closed == NULL) {
@@ -731,16 +730,14 @@ open_without_factory(PyObject *loop, int is_asyncio, PyObject **factory_out)
         }
         return -1;
     }
-    PyObject *factory = is_asyncio ? PyObject_GetAttr(loop, s__task_factory) : call_method0(loop, s_get_task_factory);
-    if (factory == NULL) {
-        return -1;
-    }
-    if (factory == Py_None) {
-        Py_DECREF(factory);
-        return 1;
-    }
-    *factory_out = factory;
     return 0;
+}
+
+/* The loop's task factory, None if it has none (a new reference), or NULL with the error set. */
+static PyObject *
+task_factory_of(PyObject *loop, int is_asyncio)
+{
+    return is_asyncio ? PyObject_GetAttr(loop, s__task_factory) : call_method0(loop, s_get_task_factory);
 }
 
 static PyTypeObject TaskFactory_Type;
@@ -809,19 +806,6 @@ stripped(PyObject *strip, PyObject *task)
 }
 
 #if NATIVE_TASK
-/* 1: uvloop's loop has no task factory; 0: it has one; -1: error. */
-static int
-no_factory(PyObject *loop)
-{
-    PyObject *factory = call_method0(loop, s_get_task_factory);
-    if (factory == NULL) {
-        return -1;
-    }
-    int none = factory == Py_None;
-    Py_DECREF(factory);
-    return none;
-}
-
 /* uvloop.Loop.__dict__["create_task"], published in self once (borrowed), or NULL with the error set. */
 static PyObject *
 find_uvloop_create_task(CreateTaskObject *self)
@@ -944,40 +928,43 @@ create_task_vectorcall(CreateTaskObject *self, PyObject *const *args, size_t nar
     }
 #endif
 
+    PyObject *factory = NULL;
 #if NATIVE_TASK
     /* 3.12+ on uvloop without a task factory, with no keyword but context= (and
        name=None): the Task ctxloop makes is asyncio's own, made exactly as
        uvloop's C create_task makes it, so that method makes it (it checks that
        the loop is open). */
-    int factory_set = 0;
     if (!is_asyncio && plain_keywords) {
-        int plain = no_factory(loop);
-        if (plain < 0) {
+        factory = task_factory_of(loop, 0);
+        if (factory == NULL) {
             return NULL;
         }
-        factory_set = plain == 0; /* the loop must be open: as on asyncio's loop, below */
-    }
-    if (!is_asyncio && plain_keywords && !factory_set) {
-        if (context != NULL) {
-            PyObject *checked = checked_context(context, NULL);
-            if (checked == NULL) {
+        if (factory == Py_None) {
+            Py_DECREF(factory);
+            if (context != NULL) {
+                PyObject *checked = checked_context(context, NULL);
+                if (checked == NULL) {
+                    return NULL;
+                }
+                Py_DECREF(checked);
+            }
+            PyObject *uvloop_create_task = LOAD_PTR(self->uvloop_create_task);
+            if (uvloop_create_task == NULL && (uvloop_create_task = find_uvloop_create_task(self)) == NULL) {
                 return NULL;
             }
-            Py_DECREF(checked);
+            return stripped(self->strip, CALL(uvloop_create_task, args, nargsf, kwnames));
         }
-        PyObject *uvloop_create_task = LOAD_PTR(self->uvloop_create_task);
-        if (uvloop_create_task == NULL && (uvloop_create_task = find_uvloop_create_task(self)) == NULL) {
-            return NULL;
-        }
-        return stripped(self->strip, CALL(uvloop_create_task, args, nargsf, kwnames));
+        /* a task factory: the loop must be open, as on asyncio's loop, below */
     }
 #endif
-    PyObject *factory = NULL;
-    int plain = open_without_factory(loop, is_asyncio, &factory);
-    if (plain < 0) {
+    if (check_open(loop, is_asyncio) < 0) {
+        Py_XDECREF(factory);
         return NULL;
     }
-    if (plain == 0) {
+    if (factory == NULL && (factory = task_factory_of(loop, is_asyncio)) == NULL) {
+        return NULL;
+    }
+    if (factory != Py_None) {
         /* ctxloop's own task_factory is called as the pure function calls it; any other factory is the
            pure function's */
         PyObject *task;
@@ -994,6 +981,7 @@ create_task_vectorcall(CreateTaskObject *self, PyObject *const *args, size_t nar
         Py_DECREF(factory);
         return task;
     }
+    Py_DECREF(factory);
 #if NATIVE_TASK
     /* asyncio's create_task makes asyncio.tasks.Task as it is at the call (a
        program or a test may have replaced it): any other than ctxloop's is the
@@ -1418,7 +1406,7 @@ task_factory_vectorcall(TwinObject *self, PyObject *const *args, size_t nargsf, 
             return entered < 0 ? NULL : CALL(self->pure, args, nargsf, kwnames);
         }
     }
-    PyObject *bound = context == NULL ? (Py_INCREF(args[1]), args[1]) : bind_task_impl(args[1], context);
+    PyObject *bound = context == NULL ? (Py_INCREF(args[1]), args[1]) : make_binding(args[1], context);
     if (bound == NULL) {
         return NULL;
     }
@@ -1534,7 +1522,8 @@ checked_task_pure(PyObject *self, PyObject *args, PyObject *kwds)
 static int
 checked_task_bound_init(PyObject *self, PyObject *coro, PyObject *context, PyObject *loop, PyObject *name)
 {
-    PyObject *bound = context == Py_None ? (Py_INCREF(coro), coro) : bind_task_impl(coro, context);
+    /* context: None, or a Context entered nowhere with a native coroutine (checked by the caller) */
+    PyObject *bound = context == Py_None ? (Py_INCREF(coro), coro) : make_binding(coro, context);
     if (bound == NULL) {
         return -1;
     }

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import inspect
 import os
 import pickle
@@ -266,6 +267,24 @@ def test_compiled_create_task_on_with_ctxloops_own_factory_does_what_the_pure_fu
         loop.close()
     assert compiled == pure
     assert held[0] == held[1] and held[0][:2] == ("raised", RuntimeError), held
+
+
+@needs_compiled
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("loop_name", LOOPS)
+@pytest.mark.parametrize("factory", [None, "ctxloop.task_factory"])
+def test_compiled_create_task_on_refuses_a_closed_loop_as_the_pure_function(loop_name: str, factory: Any) -> None:
+    loop = ctxloop.new_event_loop(loop_name)
+    loop.set_task_factory(None if factory is None else ctxloop.task_factory)
+    loop.close()
+    for kwargs in ({}, {"context": contextvars.copy_context()}):
+        outcomes = []
+        for function in (_create.create_task_on, _pure_create_task_on()):
+            coro = _child()
+            call = functools.partial(function, loop, coro, **kwargs)
+            outcomes.append(_outcome(call))
+            coro.close()
+        assert outcomes[0] == outcomes[1] == ("raised", RuntimeError, "Event loop is closed"), (kwargs, outcomes)
 
 
 @needs_compiled
